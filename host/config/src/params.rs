@@ -1,0 +1,431 @@
+//! The parameter table: every main.cf parameter Postern understands, with its default exactly
+//! as `postern conf -d` prints it. `docs/parameters.md` mirrors this table (a unit test checks
+//! that every name appears there).
+
+use std::sync::OnceLock;
+
+/// One known main.cf parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParamDef {
+    /// Parameter name as written in main.cf.
+    pub name: &'static str,
+    /// Default value, unexpanded, as `postern conf -d` prints it (`name = default`).
+    pub default: &'static str,
+    /// Whether the parameter exists in Postfix with the same meaning (the default may differ;
+    /// `docs/parameters.md` lists the differences).
+    pub postfix: bool,
+    /// One-line description.
+    pub doc: &'static str,
+}
+
+const fn p(name: &'static str, default: &'static str, doc: &'static str) -> ParamDef {
+    ParamDef {
+        name,
+        default,
+        postfix: true,
+        doc,
+    }
+}
+
+/// Placeholder defaults replaced at first use by values computed from the system host name.
+const DYNAMIC: &str = "";
+
+/// The static table, sorted by name. `myhostname`/`mydomain` get their defaults in
+/// [`param_table`].
+#[rustfmt::skip]
+const PARAMS: &[ParamDef] = &[
+    p("allow_percent_hack", "no", "Rewrite user%domain into user@domain (Postfix default: yes)."),
+    p("append_dot_mydomain", "no", "Append .$mydomain to host names without a dot (Postfix >= 3.0 default)."),
+    p("bounce_notice_recipient", "postmaster", "Recipient of notices about undeliverable mail (notify_classes bounce)."),
+    p("bounce_queue_lifetime", "5d", "How long a bounce message stays queued before it is discarded (default unit: d)."),
+    ParamDef {
+        name: "compatibility_level",
+        default: "3.6",
+        postfix: false,
+        doc: "Accepted and ignored: Postern always uses the defaults of Postfix compatibility level 3.6.",
+    },
+    p("config_directory", "/etc/postern", "Directory with main.cf and master.cf; set to the directory actually loaded."),
+    p("default_destination_concurrency_limit", "20", "Maximal number of parallel deliveries to the same destination."),
+    p("default_process_limit", "100", "Maximal number of simultaneous SMTP sessions per listener (master.cf maxproc overrides it)."),
+    p("default_transport", "smtp", "Transport for destinations that are not local or relayed."),
+    p("delay_warning_time", "0h", "Time before a delayed-mail warning is sent to the sender; 0 disables (default unit: h)."),
+    p("disable_vrfy_command", "no", "Disable the SMTP VRFY command."),
+    p("header_size_limit", "102400", "Maximal size in bytes of one message header (including continuation lines)."),
+    p("home_mailbox", "", "Mailbox path relative to the user's home; a trailing / means Maildir; empty uses mail_spool_directory."),
+    p("inet_interfaces", "all", "Addresses SMTP listeners without an explicit host bind: all, loopback-only, or IP addresses."),
+    p("inet_protocols", "all", "IP protocols to use: all, ipv4, ipv6 (comma/space separated)."),
+    p("line_length_limit", "2048", "Maximal length of an SMTP line or message line before it is split (minimum 512)."),
+    p("local_destination_concurrency_limit", "2", "Maximal number of parallel deliveries to the same local recipient."),
+    p("local_recipient_maps", "", "Tables of valid local recipients; empty accepts every local part (Postfix: proxy:unix:passwd.byname $alias_maps)."),
+    p("local_transport", "local:$myhostname", "Transport for domains listed in mydestination."),
+    p("mail_name", "Postern", "Mail system name used in the SMTP banner and in notices (Postfix: Postfix)."),
+    p("mail_spool_directory", "/var/mail", "Directory with UNIX-style mailboxes; a trailing / means Maildir."),
+    p("mail_version", env!("CARGO_PKG_VERSION"), "Version of the mail system (read-only)."),
+    p("maillog_file", "", "File to log to; empty logs to standard error (Postfix: syslog)."),
+    p("maximal_backoff_time", "4000s", "Maximal time between attempts to deliver a deferred message (default unit: s)."),
+    p("maximal_queue_lifetime", "5d", "How long a message stays queued before it is bounced as undeliverable (default unit: d)."),
+    p("message_size_limit", "10240000", "Maximal message size in bytes, including envelope information; 0 means no limit."),
+    p("minimal_backoff_time", "300s", "Minimal time between attempts to deliver a deferred message (default unit: s)."),
+    p("mydestination", "$myhostname, localhost.$mydomain, localhost", "Domains delivered locally (final destination)."),
+    p("mydomain", DYNAMIC, "Internet domain of this host; default: $myhostname minus its first label, or localdomain."),
+    p("myhostname", DYNAMIC, "Fully qualified host name; default: the system host name, plus .localdomain when it has no dot."),
+    p("mynetworks", "127.0.0.0/8 [::1]/128", "Trusted client networks (CIDR); Postfix computes the default from mynetworks_style."),
+    p("mynetworks_style", "host", "How Postfix derives mynetworks; Postern supports host only (loopback networks)."),
+    p("myorigin", "$myhostname", "Domain appended to locally posted mail without a domain."),
+    p("notify_classes", "resource, software", "Problem classes reported to the postmaster."),
+    p("qmgr_message_active_limit", "20000", "Maximal number of messages in the active queue."),
+    p("queue_directory", "/var/spool/postern", "Root of the mail queue (Postfix: /var/spool/postfix)."),
+    p("queue_run_delay", "300s", "Time between deferred queue scans (default unit: s)."),
+    p("recipient_delimiter", "", "Characters that separate a user name from an address extension (user+ext)."),
+    p("relay_domains", "", "Domains this host relays mail to (Postfix >= 3.0 default: empty)."),
+    p("relayhost", "", "Next-hop destination for non-local mail; empty delivers directly."),
+    p("smtpd_banner", "$myhostname ESMTP $mail_name", "Text after the 220 code in the SMTP greeting."),
+    p("smtpd_client_connection_count_limit", "50", "Maximal simultaneous connections from one client; 0 means no limit."),
+    p("smtpd_error_sleep_time", "1s", "Delay before replying after an error once smtpd_soft_error_limit is reached (default unit: s)."),
+    p("smtpd_forbid_bare_newline", "reject", "Bare <LF> handling: reject, normalize (= yes) or no (Postfix 3.9 default: normalize)."),
+    p("smtpd_forbid_bare_newline_exclusions", "$mynetworks", "Client networks exempt from smtpd_forbid_bare_newline."),
+    p("smtpd_forbid_bare_newline_reject_code", "550", "SMTP reply code when a message with bare <LF> is rejected."),
+    p("smtpd_hard_error_limit", "20", "Number of errors after which the SMTP session is disconnected."),
+    p("smtpd_helo_required", "no", "Require HELO/EHLO before MAIL FROM."),
+    p("smtpd_recipient_limit", "1000", "Maximal number of recipients per message (minimum 1)."),
+    p("smtpd_recipient_restrictions", "", "Restrictions applied at RCPT TO after smtpd_relay_restrictions."),
+    p("smtpd_relay_restrictions", "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination", "Relay access restrictions applied at RCPT TO."),
+    p("smtpd_soft_error_limit", "10", "Number of errors after which replies are delayed by smtpd_error_sleep_time."),
+    p("smtpd_timeout", "300s", "Time limit for a client to send a request or receive a reply (default unit: s)."),
+    p("smtputf8_enable", "yes", "Support SMTPUTF8 (RFC 6531)."),
+    p("soft_bounce", "no", "Turn hard bounces into deferrals (testing safety net)."),
+    p("strict_rfc821_envelopes", "no", "Require <> around MAIL FROM/RCPT TO addresses and reject RFC 822 comments."),
+    p("swap_bangpath", "yes", "Rewrite site!user into user@site."),
+];
+
+/// Postfix parameters Postern recognises but does not implement. Setting one produces a
+/// "not implemented; ignored" warning instead of "unknown parameter".
+const POSTFIX_UNIMPLEMENTED: &[&str] = &[
+    "alias_database",
+    "alias_maps",
+    "biff",
+    "body_checks",
+    "canonical_maps",
+    "command_directory",
+    "content_filter",
+    "daemon_directory",
+    "data_directory",
+    "debug_peer_level",
+    "debug_peer_list",
+    "debugger_command",
+    "header_checks",
+    "html_directory",
+    "mail_owner",
+    "mailbox_command",
+    "mailbox_size_limit",
+    "mailbox_transport",
+    "mailq_path",
+    "manpage_directory",
+    "masquerade_domains",
+    "meta_directory",
+    "milter_default_action",
+    "milter_protocol",
+    "newaliases_path",
+    "non_smtpd_milters",
+    "readme_directory",
+    "receive_override_options",
+    "recipient_canonical_maps",
+    "relay_recipient_maps",
+    "relay_transport",
+    "sample_directory",
+    "sender_canonical_maps",
+    "sendmail_path",
+    "setgid_group",
+    "shlib_directory",
+    "smtp_bind_address",
+    "smtp_helo_name",
+    "smtp_tls_CAfile",
+    "smtp_tls_CApath",
+    "smtp_tls_security_level",
+    "smtp_tls_session_cache_database",
+    "smtp_use_tls",
+    "smtpd_client_restrictions",
+    "smtpd_data_restrictions",
+    "smtpd_delay_reject",
+    "smtpd_end_of_data_restrictions",
+    "smtpd_helo_restrictions",
+    "smtpd_milters",
+    "smtpd_sasl_auth_enable",
+    "smtpd_sasl_path",
+    "smtpd_sasl_security_options",
+    "smtpd_sasl_type",
+    "smtpd_sender_restrictions",
+    "smtpd_tls_CAfile",
+    "smtpd_tls_auth_only",
+    "smtpd_tls_cert_file",
+    "smtpd_tls_chain_files",
+    "smtpd_tls_key_file",
+    "smtpd_tls_loglevel",
+    "smtpd_tls_received_header",
+    "smtpd_tls_security_level",
+    "smtpd_tls_session_cache_database",
+    "smtpd_use_tls",
+    "syslog_facility",
+    "syslog_name",
+    "transport_maps",
+    "unknown_local_recipient_reject_code",
+    "virtual_alias_domains",
+    "virtual_alias_maps",
+    "virtual_mailbox_base",
+    "virtual_mailbox_domains",
+    "virtual_mailbox_maps",
+    "virtual_transport",
+];
+
+/// All known parameters, sorted by name (for `postern conf -d`).
+///
+/// The defaults of `myhostname` and `mydomain` are computed once from the system host name, as
+/// `postconf -d` does (`/proc/sys/kernel/hostname`, else `/etc/hostname`, else `localhost`); all
+/// others are static.
+pub fn param_table() -> &'static [ParamDef] {
+    static TABLE: OnceLock<Vec<ParamDef>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let host: &'static str = Box::leak(default_myhostname(None).into_boxed_str());
+        let domain: &'static str = Box::leak(domain_of(host).into_boxed_str());
+        let mut table: Vec<ParamDef> = PARAMS
+            .iter()
+            .map(|d| match d.name {
+                "myhostname" => ParamDef {
+                    default: host,
+                    ..*d
+                },
+                "mydomain" => ParamDef {
+                    default: domain,
+                    ..*d
+                },
+                _ => *d,
+            })
+            .collect();
+        table.sort_by(|a, b| a.name.cmp(b.name));
+        table
+    })
+}
+
+/// Look up one parameter definition by name.
+pub fn param_def(name: &str) -> Option<&'static ParamDef> {
+    let table = param_table();
+    table
+        .binary_search_by(|d| d.name.cmp(name))
+        .ok()
+        .and_then(|i| table.get(i))
+}
+
+/// Whether `name` is a Postfix parameter that Postern accepts but ignores (not implemented).
+pub fn postfix_unimplemented(name: &str) -> bool {
+    POSTFIX_UNIMPLEMENTED.binary_search(&name).is_ok()
+}
+
+/// The system host name: `/proc/sys/kernel/hostname`, else `/etc/hostname`, else `localhost`.
+pub(crate) fn system_hostname() -> String {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        ["/proc/sys/kernel/hostname", "/etc/hostname"]
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .map(|s| s.trim().trim_end_matches('.').to_string())
+            .find(|s| !s.is_empty())
+            .unwrap_or_else(|| "localhost".to_string())
+    })
+    .clone()
+}
+
+/// Postfix's `myhostname` default: the system host name, with `.$mydomain` (explicit
+/// `mydomain`, else `localdomain`) appended when it contains no dot.
+pub(crate) fn default_myhostname(explicit_mydomain: Option<&str>) -> String {
+    let host = system_hostname();
+    if host.contains('.') {
+        host
+    } else {
+        format!("{host}.{}", explicit_mydomain.unwrap_or("localdomain"))
+    }
+}
+
+/// Postfix's `mydomain` default: `myhostname` minus its first label, `localdomain` if none.
+pub(crate) fn domain_of(host: &str) -> String {
+    match host.split_once('.') {
+        Some((_, rest)) if !rest.is_empty() => rest.to_string(),
+        _ => "localdomain".to_string(),
+    }
+}
+
+/// The known name closest to `name` within edit distance 2 (optimal string alignment), if any.
+pub(crate) fn did_you_mean(name: &str) -> Option<&'static str> {
+    param_table()
+        .iter()
+        .map(|d| (edit_distance(name, d.name), d.name))
+        .filter(|(dist, _)| *dist <= 2)
+        .min_by_key(|(dist, _)| *dist)
+        .map(|(_, n)| n)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // Three rolling rows of the dynamic-programming matrix: i-2, i-1 and i.
+    let mut before: Vec<usize> = Vec::new();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(before[j - 2] + 1);
+            }
+            cur[j] = best;
+        }
+        before = std::mem::replace(&mut prev, cur);
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_table_is_sorted_and_unique() {
+        for w in PARAMS.windows(2) {
+            assert!(w[0].name < w[1].name, "{} !< {}", w[0].name, w[1].name);
+        }
+        for w in POSTFIX_UNIMPLEMENTED.windows(2) {
+            assert!(w[0] < w[1], "{} !< {}", w[0], w[1]);
+        }
+        for name in POSTFIX_UNIMPLEMENTED {
+            assert!(
+                param_def(name).is_none(),
+                "{name} is both known and unimplemented"
+            );
+        }
+    }
+
+    #[test]
+    fn lookups() {
+        assert_eq!(param_def("message_size_limit").unwrap().default, "10240000");
+        assert_eq!(
+            param_def("smtpd_forbid_bare_newline").unwrap().default,
+            "reject"
+        );
+        assert_eq!(
+            param_def("smtpd_forbid_bare_newline_reject_code")
+                .unwrap()
+                .default,
+            "550"
+        );
+        assert_eq!(param_def("maximal_queue_lifetime").unwrap().default, "5d");
+        assert!(param_def("no_such_parameter").is_none());
+        assert!(postfix_unimplemented("smtpd_tls_cert_file"));
+        assert!(!postfix_unimplemented("message_size_limit"));
+    }
+
+    #[test]
+    fn dynamic_defaults_are_filled() {
+        let host = param_def("myhostname").unwrap().default;
+        assert!(host.contains('.'), "{host}");
+        let domain = param_def("mydomain").unwrap().default;
+        assert!(!domain.is_empty());
+        assert!(host.ends_with(domain));
+    }
+
+    #[test]
+    fn every_config_field_is_in_the_table() {
+        for name in [
+            "mail_name",
+            "myhostname",
+            "mydomain",
+            "myorigin",
+            "mydestination",
+            "mynetworks",
+            "relay_domains",
+            "inet_interfaces",
+            "queue_directory",
+            "mail_spool_directory",
+            "home_mailbox",
+            "local_recipient_maps",
+            "recipient_delimiter",
+            "message_size_limit",
+            "smtpd_recipient_limit",
+            "smtpd_timeout",
+            "smtpd_soft_error_limit",
+            "smtpd_hard_error_limit",
+            "smtpd_error_sleep_time",
+            "smtpd_client_connection_count_limit",
+            "default_process_limit",
+            "line_length_limit",
+            "header_size_limit",
+            "smtpd_banner",
+            "smtpd_forbid_bare_newline",
+            "smtpd_forbid_bare_newline_exclusions",
+            "smtpd_relay_restrictions",
+            "smtpd_recipient_restrictions",
+            "minimal_backoff_time",
+            "maximal_backoff_time",
+            "maximal_queue_lifetime",
+            "bounce_queue_lifetime",
+            "delay_warning_time",
+            "queue_run_delay",
+            "qmgr_message_active_limit",
+            "default_destination_concurrency_limit",
+            "local_destination_concurrency_limit",
+            "default_transport",
+            "local_transport",
+            "relayhost",
+            "bounce_notice_recipient",
+            "notify_classes",
+            "maillog_file",
+            "smtpd_helo_required",
+            "disable_vrfy_command",
+            "strict_rfc821_envelopes",
+            "smtputf8_enable",
+            "append_dot_mydomain",
+            "allow_percent_hack",
+            "swap_bangpath",
+            "mynetworks_style",
+            "smtpd_forbid_bare_newline_reject_code",
+            "soft_bounce",
+            "inet_protocols",
+        ] {
+            assert!(param_def(name).is_some(), "{name} missing from the table");
+        }
+    }
+
+    #[test]
+    fn docs_list_every_parameter() {
+        let docs = include_str!("../../../docs/parameters.md");
+        for d in param_table() {
+            assert!(
+                docs.contains(&format!("`{}`", d.name)),
+                "docs/parameters.md does not mention `{}`",
+                d.name
+            );
+        }
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            did_you_mean("mesage_size_limit"),
+            Some("message_size_limit")
+        );
+        assert_eq!(did_you_mean("myhsotname"), Some("myhostname"));
+        assert_eq!(did_you_mean("mynetwork"), Some("mynetworks"));
+        assert_eq!(did_you_mean("completely_unrelated"), None);
+        assert_eq!(edit_distance("abc", "abc"), 0);
+        assert_eq!(edit_distance("", "ab"), 2);
+        assert_eq!(edit_distance("ab", ""), 2);
+        assert_eq!(edit_distance("ab", "ba"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn hostname_helpers() {
+        assert_eq!(domain_of("mail.example.com"), "example.com");
+        assert_eq!(domain_of("localhost"), "localdomain");
+        assert!(default_myhostname(Some("example.org")).contains('.'));
+    }
+}
