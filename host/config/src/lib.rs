@@ -30,8 +30,8 @@ mod typed;
 mod values;
 
 pub use load::{
-    load, load_embedded, load_with, Listener, LoadedConfig, DEFAULT_MASTER_CF, EMBEDDED_MAIN_CF,
-    EMBEDDED_MASTER_CF,
+    check_with, load, load_embedded, load_with, Listener, LoadedConfig, DEFAULT_MASTER_CF,
+    EMBEDDED_MAIN_CF, EMBEDDED_MASTER_CF,
 };
 pub use maincf::{edit_main_cf, MainCf};
 pub use mastercf::{parse_master_cf, service_port, Service, ServiceKind};

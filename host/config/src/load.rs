@@ -93,28 +93,43 @@ pub fn load_with(
     dir: Option<&Path>,
     overrides: &[(String, String)],
 ) -> Result<LoadedConfig, ConfigError> {
+    check_with(dir, overrides).map_err(|(error, _warnings)| error)
+}
+
+/// Like [`load_with`], but a configuration with errors also returns its warnings (unknown
+/// parameter names and the like), so `postern check` can show every problem at once.
+pub fn check_with(
+    dir: Option<&Path>,
+    overrides: &[(String, String)],
+) -> Result<LoadedConfig, (ConfigError, Vec<Diagnostic>)> {
+    let no_warnings = |e: ConfigError| (e, Vec::new());
     match dir {
         Some(dir) => {
-            let meta = std::fs::metadata(dir).map_err(|source| ConfigError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+            let meta = std::fs::metadata(dir)
+                .map_err(|source| ConfigError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })
+                .map_err(no_warnings)?;
             if !meta.is_dir() {
-                return Err(ConfigError::Io {
+                return Err(no_warnings(ConfigError::Io {
                     path: dir.to_path_buf(),
                     source: std::io::Error::other("not a directory"),
-                });
+                }));
             }
             let main_file = dir.join("main.cf");
-            let main_text = read_optional(&main_file)?.unwrap_or_default();
+            let main_text = read_optional(&main_file)
+                .map_err(no_warnings)?
+                .unwrap_or_default();
             let master_file = dir.join("master.cf");
-            let (master_text, master_file) = match read_optional(&master_file)? {
-                Some(text) => (text, master_file),
-                None => (
-                    DEFAULT_MASTER_CF.to_string(),
-                    PathBuf::from("built-in master.cf"),
-                ),
-            };
+            let (master_text, master_file) =
+                match read_optional(&master_file).map_err(no_warnings)? {
+                    Some(text) => (text, master_file),
+                    None => (
+                        DEFAULT_MASTER_CF.to_string(),
+                        PathBuf::from("built-in master.cf"),
+                    ),
+                };
             let sources = Sources {
                 main: (&main_text, &main_file),
                 master: (&master_text, &master_file),
@@ -150,7 +165,10 @@ struct Sources<'a> {
     config_dir: Option<PathBuf>,
 }
 
-fn assemble(src: Sources<'_>, overrides: &[(String, String)]) -> Result<LoadedConfig, ConfigError> {
+fn assemble(
+    src: Sources<'_>,
+    overrides: &[(String, String)],
+) -> Result<LoadedConfig, (ConfigError, Vec<Diagnostic>)> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let (mut base, main_errors) = MainCf::parse_lenient(src.main.0, src.main.1);
@@ -243,7 +261,7 @@ fn assemble(src: Sources<'_>, overrides: &[(String, String)]) -> Result<LoadedCo
             warnings,
         })
     } else {
-        Err(ConfigError::Many(errors))
+        Err((ConfigError::Many(errors), warnings))
     }
 }
 

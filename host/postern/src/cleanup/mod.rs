@@ -1,0 +1,288 @@
+//! cleanup: completes messages and writes them into `incoming/` (Postfix cleanup(8)).
+//!
+//! CONTRACT (smtpd and the maildrop pickup rely on this exactly):
+//! - `pub fn enqueue(cfg: &postern_config::Config, spool: &crate::queue::Spool,
+//!     env: crate::queue::Envelope, content: &[u8]) -> Result<crate::queue::Envelope, CleanupError>`
+//!   blocking: adds missing headers, enforces header limits, writes into `incoming/` durably.
+//! - `pub enum CleanupError { Rejected(postern_proto::Reply), Queue(crate::queue::QueueError) }`
+//!
+//! What happens to a message, in order:
+//! 1. Envelope addresses without a domain get `@$myorigin` (postconf(5) `append_at_myorigin`),
+//!    `user@host` gets `.$mydomain` when `append_dot_mydomain = yes`; duplicate recipients are
+//!    dropped (Postfix's duplicate filter), and a message without recipients is refused.
+//! 2. Line endings become CRLF and the content ends with one (the queue stores mail exactly as
+//!    it will be delivered).
+//! 3. The header section is found (`headers::split`); `Bcc`, `Resent-Bcc`, `Content-Length`
+//!    and `Return-Path` are removed (Postfix's default `message_drop_headers`: a `Bcc` must not
+//!    reach recipients, `Return-Path` is the delivery agent's to write); each header is cut to
+//!    `header_size_limit`; more than [`HOPCOUNT_LIMIT`] `Received:` headers refuse the message as
+//!    a mail loop.
+//! 4. A `Received:` header is prepended, and `Message-ID:` and `Date:` are appended when missing
+//!    (Postfix adds them for local submissions and, with `always_add_missing_headers`, for all
+//!    mail; Postern always does, so every queued message is identifiable). Local submissions also
+//!    get `From:` and `To: undisclosed-recipients:;` when missing.
+//! 5. The file is stored durably in `incoming/`; `QUEUEID: message-id=<…>` is logged.
+//!
+//! The number of header fields is not limited separately: the whole message is already bounded
+//! by `message_size_limit`, each field by `header_size_limit`, and loops by the hop count.
+
+mod headers;
+
+use std::borrow::Cow;
+
+use postern_config::Config;
+use postern_proto::Reply;
+
+use crate::queue::{Envelope, Origin, QueueDir, QueueError, Spool};
+
+/// Why a message was not queued.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanupError {
+    /// The message itself is unacceptable; the reply says why (sent as is to SMTP clients).
+    #[error("message rejected: {0}")]
+    Rejected(Reply),
+    /// The queue could not be written (see [`QueueError::is_disk_full`]).
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// More `Received:` headers than this means a mail loop: `554 5.4.0 Error: too many hops`
+/// (postconf(5) `hopcount_limit`, default 50; RFC 5321 §6.3 asks servers to detect loops by
+/// counting them).
+pub const HOPCOUNT_LIMIT: usize = 50;
+
+/// Headers removed from every message (Postfix `message_drop_headers` default).
+const DROP_HEADERS: &[&str] = &["bcc", "content-length", "resent-bcc", "return-path"];
+
+/// How an SMTP message arrived: the `with` clause of `Received:` (RFC 5321 §4.4, RFC 3848).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// The client greeted with HELO.
+    Smtp,
+    /// The client greeted with EHLO (or never greeted: Postfix logs ESMTP then too).
+    #[default]
+    Esmtp,
+}
+
+/// Completes and queues a message (see the module docs). For SMTP mail the `Received:` header
+/// says `with ESMTP`; [`enqueue_with`] lets smtpd say `with SMTP` for HELO clients.
+pub fn enqueue(
+    cfg: &Config,
+    spool: &Spool,
+    env: Envelope,
+    content: &[u8],
+) -> Result<Envelope, CleanupError> {
+    enqueue_with(cfg, spool, env, content, Protocol::default())
+}
+
+/// [`enqueue`] with the protocol the SMTP client used.
+pub fn enqueue_with(
+    cfg: &Config,
+    spool: &Spool,
+    mut env: Envelope,
+    content: &[u8],
+    protocol: Protocol,
+) -> Result<Envelope, CleanupError> {
+    qualify_envelope(cfg, &mut env);
+    if env.recipients.is_empty() {
+        return Err(CleanupError::Rejected(Reply::new(
+            550,
+            "5.1.0",
+            "Error: no recipients specified",
+        )));
+    }
+    let content = normalize_line_endings(content);
+    let message = complete(cfg, &env, &content, protocol)?;
+    spool.store(QueueDir::Incoming, &env, &message)?;
+    Ok(env)
+}
+
+/// Step 1 of the module docs.
+fn qualify_envelope(cfg: &Config, env: &mut Envelope) {
+    if !env.sender.is_empty() {
+        env.sender = qualify(cfg, &env.sender);
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut recipients = Vec::with_capacity(env.recipients.len());
+    for mut r in std::mem::take(&mut env.recipients) {
+        r.address = qualify(cfg, &r.address);
+        if seen.insert((r.address.clone(), r.orcpt.clone())) {
+            recipients.push(r);
+        }
+    }
+    env.recipients = recipients;
+}
+
+/// `user` → `user@$myorigin`; `user@host` → `user@host.$mydomain` with `append_dot_mydomain`.
+pub fn qualify(cfg: &Config, address: &str) -> String {
+    let (local, domain) = crate::restrictions::split_address(address);
+    match domain {
+        None => format!("{local}@{}", cfg.myorigin),
+        Some(d) if cfg.append_dot_mydomain && !d.contains('.') && !d.starts_with('[') => {
+            format!("{local}@{d}.{}", cfg.mydomain)
+        }
+        Some(_) => address.to_string(),
+    }
+}
+
+/// Bare LF becomes CRLF; a missing final line ending is added. Bare CR is left alone (it is not
+/// a line ending, RFC 5322 §2.3). Content that is already canonical (all SMTP DATA is) is not
+/// copied.
+fn normalize_line_endings(content: &[u8]) -> Cow<'_, [u8]> {
+    let bare_lf = content
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || content[i - 1] != b'\r'));
+    if !bare_lf && (content.is_empty() || content.ends_with(b"\r\n")) {
+        return Cow::Borrowed(content);
+    }
+    let mut out = Vec::with_capacity(content.len() + content.len() / 32 + 2);
+    let mut prev = 0u8;
+    for &b in content {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    if !out.is_empty() && !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    Cow::Owned(out)
+}
+
+/// Steps 3 and 4: the final message text.
+fn complete(
+    cfg: &Config,
+    env: &Envelope,
+    content: &[u8],
+    protocol: Protocol,
+) -> Result<Vec<u8>, CleanupError> {
+    let split = headers::split(content);
+    let hops = split.fields.iter().filter(|f| f.is("received")).count();
+    if hops >= HOPCOUNT_LIMIT {
+        crate::warn!("cleanup", "{}: message rejected: hopcount exceeded", env.id);
+        return Err(CleanupError::Rejected(Reply::new(
+            554,
+            "5.4.0",
+            "Error: too many hops",
+        )));
+    }
+    let mut out = Vec::with_capacity(content.len() + 512);
+    out.extend_from_slice(received(cfg, env, protocol).as_bytes());
+    let mut message_id = None;
+    let (mut has_date, mut has_from, mut has_to) = (false, false, false);
+    for field in &split.fields {
+        if DROP_HEADERS.iter().any(|d| field.is(d)) {
+            continue;
+        }
+        if field.is("message-id") && message_id.is_none() {
+            message_id = Some(field.value());
+        }
+        has_date |= field.is("date");
+        has_from |= field.is("from");
+        has_to |= ["to", "cc", "resent-to", "resent-cc"]
+            .iter()
+            .any(|n| field.is(n));
+        if headers::write_limited(field.raw, cfg.header_size_limit, &mut out) {
+            crate::warn!(
+                "cleanup",
+                "{}: header {} exceeds header_size_limit {}; excess discarded",
+                env.id,
+                String::from_utf8_lossy(field.name),
+                cfg.header_size_limit
+            );
+        }
+    }
+    let local = matches!(env.origin, Origin::Local { .. });
+    let message_id = match message_id {
+        Some(id) => id,
+        None => {
+            let id = format!("<{}@{}>", env.id, cfg.myhostname);
+            out.extend_from_slice(format!("Message-ID: {id}\r\n").as_bytes());
+            id
+        }
+    };
+    if !has_date {
+        let date = crate::time::rfc5322(env.arrival);
+        out.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
+    }
+    if local && !has_from {
+        let from = if env.sender.is_empty() {
+            "MAILER-DAEMON"
+        } else {
+            env.sender.as_str()
+        };
+        out.extend_from_slice(format!("From: {}\r\n", sanitize(from)).as_bytes());
+    }
+    if local && !has_to {
+        out.extend_from_slice(b"To: undisclosed-recipients:;\r\n");
+    }
+    if split.needs_separator {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(&content[split.body_start..]);
+    crate::info!("cleanup", "{}: message-id={}", env.id, message_id);
+    Ok(out)
+}
+
+/// Postfix's `Received:` header (smtpd.c / pickup): `for <rcpt>` only with one recipient.
+fn received(cfg: &Config, env: &Envelope, protocol: Protocol) -> String {
+    let date = crate::time::rfc5322(env.arrival);
+    let host = sanitize(&cfg.myhostname);
+    let mail_name = sanitize(&cfg.mail_name);
+    let for_clause = |recipients: &[crate::queue::Recipient]| match recipients {
+        [one] => format!("\r\n\tfor <{}>; {date}", sanitize(&one.address)),
+        _ => format!(";\r\n\t{date}"),
+    };
+    match &env.origin {
+        Origin::Smtp { addr, helo, name } => {
+            let with = match (protocol, env.smtputf8) {
+                (Protocol::Smtp, _) => "SMTP",
+                (Protocol::Esmtp, false) => "ESMTP",
+                (Protocol::Esmtp, true) => "UTF8SMTP",
+            };
+            // RFC 5321 §4.1.3: IPv6 address literals carry the "IPv6:" tag.
+            let addr = if addr.contains(':') {
+                format!("IPv6:{addr}")
+            } else {
+                addr.clone()
+            };
+            let from = if helo.is_empty() { name } else { helo };
+            format!(
+                "Received: from {} ({} [{}])\r\n\tby {host} ({mail_name}) with {with} id {}{}\r\n",
+                sanitize(from),
+                sanitize(name),
+                sanitize(&addr),
+                env.id,
+                for_clause(&env.recipients)
+            )
+        }
+        Origin::Local { user } => {
+            let who = if !user.is_empty() && user.bytes().all(|b| b.is_ascii_digit()) {
+                format!("from userid {user}")
+            } else {
+                format!("from user {}", sanitize(user))
+            };
+            format!(
+                "Received: by {host} ({mail_name}, {who})\r\n\tid {}; {date}\r\n",
+                env.id
+            )
+        }
+    }
+}
+
+/// Header text from client-supplied values: control characters and the comment delimiters that
+/// would unbalance `Received:` comments become `?`/`_` (no header injection, RFC 5322 §3.2.2).
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            c if c.is_control() => '?',
+            '(' | ')' => '_',
+            c => c,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

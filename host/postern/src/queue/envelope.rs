@@ -1,0 +1,366 @@
+//! The envelope of a queued message and its on-disk record format.
+//!
+//! A queue file is a short text header of records, one per line, a blank line, then the message
+//! content exactly as it will be delivered (CRLF line endings). The format is documented in
+//! `docs/queue-format.md`; in short:
+//!
+//! ```text
+//! postern-queue 1
+//! id 6ZDQ4CK1N2B0C0V3
+//! arrival 1795309591
+//! sender alice@example.com            (xtext-encoded, RFC 3461 §4; empty for <>)
+//! ret FULL                            (optional; DSN RET)
+//! envid QQ123                         (optional; DSN ENVID, xtext)
+//! body 8BITMIME                       (optional)
+//! smtputf8                            (optional flag)
+//! origin smtp 192.0.2.1 mail.example.org client.example   (or `origin local`)
+//! attempts 2
+//! next 1795310191
+//! warned                              (optional flag: delay warning sent)
+//! rcpt P bob@example.com notify=FAILURE,DELAY orcpt=rfc822;bob@example.com
+//! rcpt D carol@example.com
+//! rcpt F dave@example.com reason=5.1.1+20unknown+20user
+//! size 1234
+//!
+//! <1234 bytes of content>
+//! ```
+//!
+//! Recipient states: `P` pending, `D` done (delivered), `F` failed (bounced or dropped).
+//! Everything after `=` in `reason=`, `orcpt=` and every address is xtext so a line never holds a
+//! space or newline that belongs to a value. A file whose content length differs from `size` is
+//! corrupt: it is never delivered.
+
+use postern_proto::params::{Body, Notify, Ret};
+use postern_proto::xtext;
+
+use super::QueueId;
+
+/// Where a message came from; shown in logs, `Received:` and DSNs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Received over SMTP.
+    Smtp {
+        addr: String,
+        helo: String,
+        name: String,
+    },
+    /// Submitted with `postern sendmail` (maildrop).
+    Local { user: String },
+}
+
+/// Delivery state of one recipient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RcptState {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recipient {
+    /// Envelope recipient as accepted (or as rewritten by cleanup).
+    pub address: String,
+    /// RFC 3461 ORCPT (addr-type, address).
+    pub orcpt: Option<(String, String)>,
+    /// RFC 3461 NOTIFY as requested; `None` = not given (FAILURE,DELAY apply).
+    pub notify: Option<Notify>,
+    pub state: RcptState,
+    /// Last delivery result text, e.g. `4.4.1 connection refused` (shown by `queue show`, DSNs).
+    pub reason: Option<String>,
+}
+
+impl Recipient {
+    pub fn new(address: impl Into<String>) -> Recipient {
+        Recipient {
+            address: address.into(),
+            orcpt: None,
+            notify: None,
+            state: RcptState::Pending,
+            reason: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    pub id: QueueId,
+    /// Unix seconds when the message was first queued.
+    pub arrival: u64,
+    /// Envelope sender; "" is the null sender.
+    pub sender: String,
+    pub ret: Option<Ret>,
+    pub envid: Option<String>,
+    pub body: Option<Body>,
+    pub smtputf8: bool,
+    pub origin: Origin,
+    pub recipients: Vec<Recipient>,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Unix seconds before which the queue manager leaves a deferred message alone.
+    pub next_attempt: u64,
+    /// A delay warning DSN has been sent (`delay_warning_time`).
+    pub warned: bool,
+}
+
+impl Envelope {
+    pub fn new(id: QueueId, sender: impl Into<String>, origin: Origin) -> Envelope {
+        Envelope {
+            id,
+            arrival: crate::time::now_secs(),
+            sender: sender.into(),
+            ret: None,
+            envid: None,
+            body: None,
+            smtputf8: false,
+            origin,
+            recipients: Vec::new(),
+            attempts: 0,
+            next_attempt: 0,
+            warned: false,
+        }
+    }
+
+    /// Recipients still waiting for delivery.
+    pub fn pending(&self) -> impl Iterator<Item = (usize, &Recipient)> {
+        self.recipients
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.state == RcptState::Pending)
+    }
+
+    /// Serialises the record header (everything before the content) for a message of
+    /// `content_len` bytes.
+    pub fn encode(&self, content_len: usize) -> Vec<u8> {
+        let mut s = String::with_capacity(256 + 64 * self.recipients.len());
+        s.push_str("postern-queue 1\n");
+        s.push_str(&format!("id {}\n", self.id));
+        s.push_str(&format!("arrival {}\n", self.arrival));
+        s.push_str(&format!("sender {}\n", xtext::encode(&self.sender)));
+        if let Some(ret) = self.ret {
+            s.push_str(match ret {
+                Ret::Full => "ret FULL\n",
+                Ret::Hdrs => "ret HDRS\n",
+            });
+        }
+        if let Some(envid) = &self.envid {
+            s.push_str(&format!("envid {}\n", xtext::encode(envid)));
+        }
+        if let Some(body) = self.body {
+            s.push_str(match body {
+                Body::SevenBit => "body 7BIT\n",
+                Body::EightBitMime => "body 8BITMIME\n",
+                Body::BinaryMime => "body BINARYMIME\n",
+            });
+        }
+        if self.smtputf8 {
+            s.push_str("smtputf8\n");
+        }
+        match &self.origin {
+            Origin::Smtp { addr, helo, name } => s.push_str(&format!(
+                "origin smtp {} {} {}\n",
+                xtext::encode(addr),
+                xtext::encode(helo),
+                xtext::encode(name)
+            )),
+            Origin::Local { user } => {
+                s.push_str(&format!("origin local {}\n", xtext::encode(user)))
+            }
+        }
+        s.push_str(&format!("attempts {}\n", self.attempts));
+        s.push_str(&format!("next {}\n", self.next_attempt));
+        if self.warned {
+            s.push_str("warned\n");
+        }
+        for r in &self.recipients {
+            let state = match r.state {
+                RcptState::Pending => 'P',
+                RcptState::Delivered => 'D',
+                RcptState::Failed => 'F',
+            };
+            s.push_str(&format!("rcpt {state} {}", xtext::encode(&r.address)));
+            if let Some(n) = r.notify {
+                s.push_str(&format!(" notify={}", n.to_param()));
+            }
+            if let Some((kind, addr)) = &r.orcpt {
+                s.push_str(&format!(
+                    " orcpt={};{}",
+                    xtext::encode(kind),
+                    xtext::encode(addr)
+                ));
+            }
+            if let Some(reason) = &r.reason {
+                s.push_str(&format!(" reason={}", xtext::encode(reason)));
+            }
+            s.push('\n');
+        }
+        s.push_str(&format!("size {content_len}\n\n"));
+        s.into_bytes()
+    }
+
+    /// Parses a whole queue file; returns the envelope and the byte offset where content starts.
+    pub fn decode(file: &[u8]) -> Result<(Envelope, usize), String> {
+        let end = find_blank_line(file).ok_or("no end of record header")?;
+        let head = std::str::from_utf8(&file[..end]).map_err(|_| "record header is not UTF-8")?;
+        let content_start = end + 1;
+        let mut lines = head.lines();
+        if lines.next() != Some("postern-queue 1") {
+            return Err("not a postern queue file (version 1)".into());
+        }
+        let mut id = None;
+        let mut env = Envelope::new(
+            QueueId::generate(),
+            "",
+            Origin::Local {
+                user: String::new(),
+            },
+        );
+        let mut size = None;
+        for line in lines {
+            let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
+            let dec = |v: &str| xtext::decode(v).ok_or_else(|| format!("bad xtext in `{line}`"));
+            match key {
+                "id" => id = Some(QueueId::parse(rest).ok_or("bad queue id")?),
+                "arrival" => env.arrival = rest.parse().map_err(|_| "bad arrival")?,
+                "sender" => env.sender = dec(rest)?,
+                "ret" => {
+                    env.ret = Some(match rest {
+                        "FULL" => Ret::Full,
+                        "HDRS" => Ret::Hdrs,
+                        _ => return Err("bad ret".into()),
+                    })
+                }
+                "envid" => env.envid = Some(dec(rest)?),
+                "body" => {
+                    env.body = Some(match rest {
+                        "7BIT" => Body::SevenBit,
+                        "8BITMIME" => Body::EightBitMime,
+                        "BINARYMIME" => Body::BinaryMime,
+                        _ => return Err("bad body".into()),
+                    })
+                }
+                "smtputf8" => env.smtputf8 = true,
+                "origin" => env.origin = decode_origin(rest, &dec)?,
+                "attempts" => env.attempts = rest.parse().map_err(|_| "bad attempts")?,
+                "next" => env.next_attempt = rest.parse().map_err(|_| "bad next")?,
+                "warned" => env.warned = true,
+                "rcpt" => env.recipients.push(decode_rcpt(rest, &dec)?),
+                "size" => size = Some(rest.parse::<usize>().map_err(|_| "bad size")?),
+                // Unknown records from a newer version are skipped, as Postfix skips
+                // unknown attribute records.
+                _ => {}
+            }
+        }
+        env.id = id.ok_or("missing id record")?;
+        let size = size.ok_or("missing size record")?;
+        if file.len() - content_start != size {
+            return Err(format!(
+                "content is {} bytes, record says {size} (truncated file?)",
+                file.len() - content_start
+            ));
+        }
+        if env.recipients.is_empty() {
+            return Err("no recipients".into());
+        }
+        Ok((env, content_start))
+    }
+}
+
+fn find_blank_line(file: &[u8]) -> Option<usize> {
+    file.windows(2).position(|w| w == b"\n\n").map(|p| p + 1)
+}
+
+fn decode_origin(
+    rest: &str,
+    dec: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Origin, String> {
+    let mut f = rest.split(' ');
+    match f.next() {
+        Some("smtp") => Ok(Origin::Smtp {
+            addr: dec(f.next().unwrap_or(""))?,
+            helo: dec(f.next().unwrap_or(""))?,
+            name: dec(f.next().unwrap_or(""))?,
+        }),
+        Some("local") => Ok(Origin::Local {
+            user: dec(f.next().unwrap_or(""))?,
+        }),
+        _ => Err("bad origin".into()),
+    }
+}
+
+fn decode_rcpt(
+    rest: &str,
+    dec: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Recipient, String> {
+    let mut f = rest.split(' ');
+    let state = match f.next() {
+        Some("P") => RcptState::Pending,
+        Some("D") => RcptState::Delivered,
+        Some("F") => RcptState::Failed,
+        _ => return Err("bad rcpt state".into()),
+    };
+    let mut r = Recipient::new(dec(f.next().ok_or("rcpt without address")?)?);
+    r.state = state;
+    for attr in f {
+        match attr.split_once('=') {
+            Some(("notify", v)) => r.notify = Some(Notify::parse(v).ok_or("bad notify")?),
+            Some(("orcpt", v)) => {
+                let (kind, addr) = v.split_once(';').ok_or("bad orcpt")?;
+                r.orcpt = Some((dec(kind)?, dec(addr)?));
+            }
+            Some(("reason", v)) => r.reason = Some(dec(v)?),
+            _ => {}
+        }
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Envelope {
+        let mut env = Envelope::new(
+            QueueId::generate(),
+            "alice@example.com",
+            Origin::Smtp {
+                addr: "192.0.2.1".into(),
+                helo: "mail.example.org".into(),
+                name: "unknown".into(),
+            },
+        );
+        env.ret = Some(Ret::Hdrs);
+        env.envid = Some("QQ 314159".into());
+        env.body = Some(Body::EightBitMime);
+        env.smtputf8 = true;
+        let mut r = Recipient::new("\"john doe\"@example.com");
+        r.notify = Notify::parse("SUCCESS,FAILURE");
+        r.orcpt = Some(("rfc822".into(), "John+Doe@example.com".into()));
+        env.recipients.push(r);
+        let mut r = Recipient::new("bob@example.com");
+        r.state = RcptState::Failed;
+        r.reason = Some("5.1.1 unknown user: \"bob\"".into());
+        env.recipients.push(r);
+        env
+    }
+
+    #[test]
+    fn record_round_trips() {
+        let env = sample();
+        let content = b"Subject: hi\r\n\r\nbody\r\n";
+        let mut file = env.encode(content.len());
+        file.extend_from_slice(content);
+        let (back, start) = Envelope::decode(&file).expect("decodes");
+        assert_eq!(back, env);
+        assert_eq!(&file[start..], content);
+    }
+
+    #[test]
+    fn truncated_content_is_corrupt() {
+        let env = sample();
+        let mut file = env.encode(10);
+        file.extend_from_slice(b"12345");
+        assert!(Envelope::decode(&file).unwrap_err().contains("truncated"));
+        assert!(Envelope::decode(b"garbage").is_err());
+        assert!(Envelope::decode(b"postern-queue 1\nid x\n\n").is_err());
+    }
+}

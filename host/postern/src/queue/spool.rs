@@ -1,0 +1,267 @@
+//! Spool directory operations. Blocking I/O: async callers use `spawn_blocking`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::{Envelope, QueueId};
+
+/// One of the queue directories.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QueueDir {
+    Maildrop,
+    Incoming,
+    Active,
+    Deferred,
+    Hold,
+    Corrupt,
+}
+
+impl QueueDir {
+    pub const ALL: [QueueDir; 6] = [
+        QueueDir::Maildrop,
+        QueueDir::Incoming,
+        QueueDir::Active,
+        QueueDir::Deferred,
+        QueueDir::Hold,
+        QueueDir::Corrupt,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueDir::Maildrop => "maildrop",
+            QueueDir::Incoming => "incoming",
+            QueueDir::Active => "active",
+            QueueDir::Deferred => "deferred",
+            QueueDir::Hold => "hold",
+            QueueDir::Corrupt => "corrupt",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    /// The file exists but cannot be a message; the caller moves it to `corrupt/`.
+    #[error("{path}: corrupt queue file: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+impl QueueError {
+    /// True when the file system is out of space or quota (`452 4.3.1` in SMTP).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, QueueError::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)))
+    }
+}
+
+/// Handle on a `queue_directory`. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Spool {
+    root: PathBuf,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> QueueError + '_ {
+    move |source| QueueError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Spool {
+    /// Opens (creating when missing) the queue directory and its subdirectories. Stale files in
+    /// `tmp/` — writes interrupted by a crash, never acknowledged — are removed.
+    pub fn open(root: &Path) -> Result<Spool, QueueError> {
+        let spool = Spool {
+            root: root.to_path_buf(),
+        };
+        for dir in QueueDir::ALL {
+            let p = spool.dir(dir);
+            fs::create_dir_all(&p).map_err(io_err(&p))?;
+        }
+        let tmp = root.join("tmp");
+        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        Ok(spool)
+    }
+
+    /// Removes half-written files left by a crash. Only the daemon calls this, at start-up: a
+    /// concurrent `postern sendmail` may be writing into `tmp/` at any other time.
+    pub fn clean_tmp(&self) -> Result<usize, QueueError> {
+        let tmp = self.root.join("tmp");
+        let mut removed = 0;
+        for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
+            let entry = entry.map_err(io_err(&tmp))?;
+            if fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn dir(&self, dir: QueueDir) -> PathBuf {
+        self.root.join(dir.name())
+    }
+
+    pub fn path(&self, dir: QueueDir, id: &QueueId) -> PathBuf {
+        self.dir(dir).join(id.as_str())
+    }
+
+    /// Writes a message durably into `dir`: tmp file, fsync, rename, fsync of the directory.
+    /// When this returns `Ok` the message survives a crash or power loss.
+    pub fn store(&self, dir: QueueDir, env: &Envelope, content: &[u8]) -> Result<(), QueueError> {
+        let tmp = self.root.join("tmp").join(env.id.as_str());
+        let result = self.write_file(&tmp, env, content).and_then(|()| {
+            let dest = self.path(dir, &env.id);
+            fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+            self.sync_dir(dir)
+        });
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Replaces a message in place (after a delivery attempt changed recipient states), durably.
+    pub fn rewrite(&self, dir: QueueDir, env: &Envelope, content: &[u8]) -> Result<(), QueueError> {
+        self.store(dir, env, content)
+    }
+
+    fn write_file(&self, path: &Path, env: &Envelope, content: &[u8]) -> Result<(), QueueError> {
+        let mut head = env.encode(content.len());
+        head.extend_from_slice(content);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(io_err(path))?;
+        f.write_all(&head).map_err(io_err(path))?;
+        f.sync_all().map_err(io_err(path))
+    }
+
+    /// Makes renames into `dir` durable.
+    pub fn sync_dir(&self, dir: QueueDir) -> Result<(), QueueError> {
+        let p = self.dir(dir);
+        File::open(&p)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&p))
+    }
+
+    /// Reads and validates a queue file.
+    pub fn load(&self, dir: QueueDir, id: &QueueId) -> Result<(Envelope, Vec<u8>), QueueError> {
+        let path = self.path(dir, id);
+        let mut bytes = fs::read(&path).map_err(io_err(&path))?;
+        let (env, start) = Envelope::decode(&bytes).map_err(|reason| QueueError::Corrupt {
+            path: path.clone(),
+            reason,
+        })?;
+        if &env.id != id {
+            return Err(QueueError::Corrupt {
+                path,
+                reason: format!("file holds queue id {}", env.id),
+            });
+        }
+        bytes.drain(..start);
+        Ok((env, bytes))
+    }
+
+    /// Atomically moves a message between queues (a rename; the file is unchanged).
+    pub fn move_to(&self, id: &QueueId, from: QueueDir, to: QueueDir) -> Result<(), QueueError> {
+        let src = self.path(from, id);
+        fs::rename(&src, self.path(to, id)).map_err(io_err(&src))
+    }
+
+    /// Deletes a message (delivery finished, or an admin's `queue delete`).
+    pub fn remove(&self, dir: QueueDir, id: &QueueId) -> Result<(), QueueError> {
+        let p = self.path(dir, id);
+        fs::remove_file(&p).map_err(io_err(&p))
+    }
+
+    /// IDs in a queue, oldest first. Names that are not queue IDs are ignored.
+    pub fn list(&self, dir: QueueDir) -> Result<Vec<QueueId>, QueueError> {
+        let p = self.dir(dir);
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&p).map_err(io_err(&p))? {
+            let entry = entry.map_err(io_err(&p))?;
+            if let Some(id) = entry.file_name().to_str().and_then(QueueId::parse) {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Finds which queue holds `id`.
+    pub fn locate(&self, id: &QueueId) -> Option<QueueDir> {
+        QueueDir::ALL
+            .into_iter()
+            .find(|&d| self.path(d, id).exists())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::{Origin, Recipient};
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!(
+            "postern-spool-{tag}-{}-{}",
+            std::process::id(),
+            crate::time::now_micros()
+        ));
+        let _ = fs::remove_dir_all(&p);
+        p
+    }
+
+    #[test]
+    fn store_load_move_remove() {
+        let root = tempdir("basic");
+        let spool = Spool::open(&root).expect("open");
+        let mut env = Envelope::new(
+            QueueId::generate(),
+            "a@b",
+            Origin::Local { user: "u".into() },
+        );
+        env.recipients.push(Recipient::new("c@d"));
+        spool
+            .store(QueueDir::Incoming, &env, b"x\r\n")
+            .expect("store");
+        assert_eq!(
+            spool.list(QueueDir::Incoming).expect("list"),
+            vec![env.id.clone()]
+        );
+        assert!(spool.list(QueueDir::Active).expect("list").is_empty());
+        spool
+            .move_to(&env.id, QueueDir::Incoming, QueueDir::Active)
+            .expect("move");
+        assert_eq!(spool.locate(&env.id), Some(QueueDir::Active));
+        let (back, content) = spool.load(QueueDir::Active, &env.id).expect("load");
+        assert_eq!(back, env);
+        assert_eq!(content, b"x\r\n");
+        spool.remove(QueueDir::Active, &env.id).expect("remove");
+        assert_eq!(spool.locate(&env.id), None);
+        assert!(fs::read_dir(root.join("tmp"))
+            .expect("tmp")
+            .next()
+            .is_none());
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn corrupt_files_are_reported_not_delivered() {
+        let root = tempdir("corrupt");
+        let spool = Spool::open(&root).expect("open");
+        let id = QueueId::generate();
+        fs::write(spool.path(QueueDir::Incoming, &id), b"postern-queue 1\nid ").expect("write");
+        assert!(matches!(
+            spool.load(QueueDir::Incoming, &id),
+            Err(QueueError::Corrupt { .. })
+        ));
+        let _ = fs::remove_dir_all(&root);
+    }
+}

@@ -1,0 +1,207 @@
+//! Buffered SMTP I/O for one session: an input buffer that command lines and message content are
+//! taken from, an output buffer for replies, a timeout on every read and write, and PIPELINING-
+//! aware flushing.
+//!
+//! RFC 2920 §3.2 lets a client send a whole group of commands without waiting; the server may
+//! answer them in one write. Replies are therefore only queued, and written out when the server
+//! would otherwise wait for input (the input buffer holds no complete command), when the output
+//! grows past [`FLUSH_THRESHOLD`], or explicitly (the `354` to DATA, the end of the session).
+//! Bytes read past the end of a command or of message data stay in the buffer for the next
+//! command, so nothing a pipelining client sent is lost.
+
+use std::io;
+use std::time::Duration;
+
+use postern_proto::line::{skip_line, LineError, LineReader};
+use postern_proto::Reply;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+/// Bytes asked from the socket per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Queued replies are written once they reach this size, even with commands still pending, so
+/// a client pipelining thousands of commands cannot make the server buffer unbounded output.
+pub const FLUSH_THRESHOLD: usize = 16 * 1024;
+
+/// Why the session cannot go on reading or writing.
+#[derive(Debug)]
+pub enum IoError {
+    /// The client closed the connection (or reset it).
+    Lost,
+    /// Nothing arrived (or could be written) within `smtpd_timeout`.
+    Timeout,
+    /// The server is shutting down (only while waiting for a command).
+    Shutdown,
+}
+
+impl From<io::Error> for IoError {
+    fn from(_: io::Error) -> IoError {
+        IoError::Lost
+    }
+}
+
+/// A command line taken from the input.
+#[derive(Debug)]
+pub enum Line {
+    /// One command line without its line ending.
+    Command(Vec<u8>),
+    /// The line exceeded `line_length_limit`; it has been discarded through its LF.
+    TooLong,
+    /// The line ended in a bare LF and the policy is reject.
+    BareNewline,
+}
+
+pub struct SmtpIo<S> {
+    stream: S,
+    input: Vec<u8>,
+    /// Unconsumed input is `input[start..]`.
+    start: usize,
+    output: Vec<u8>,
+    timeout: Duration,
+    shutdown: Option<watch::Receiver<bool>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> SmtpIo<S> {
+    pub fn new(stream: S, timeout: Duration, shutdown: Option<watch::Receiver<bool>>) -> Self {
+        SmtpIo {
+            stream,
+            input: Vec::with_capacity(READ_CHUNK),
+            start: 0,
+            output: Vec::with_capacity(1024),
+            timeout,
+            shutdown,
+        }
+    }
+
+    /// Input received but not yet used.
+    pub fn pending(&self) -> &[u8] {
+        &self.input[self.start..]
+    }
+
+    /// Marks `n` bytes of [`SmtpIo::pending`] as used.
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.input.len());
+        if self.start == self.input.len() {
+            self.input.clear();
+            self.start = 0;
+        }
+    }
+
+    /// Queues a reply; `enhanced` says whether RFC 2034 codes are shown (EHLO was used).
+    pub fn queue(&mut self, reply: &Reply, enhanced: bool) {
+        reply.write_to(enhanced, &mut self.output);
+    }
+
+    /// Replies waiting to be written.
+    pub fn queued(&self) -> usize {
+        self.output.len()
+    }
+
+    /// Writes all queued replies, within `smtpd_timeout`.
+    pub async fn flush(&mut self) -> Result<(), IoError> {
+        if self.output.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.output);
+        let write = async {
+            self.stream.write_all(&out).await?;
+            self.stream.flush().await
+        };
+        match tokio::time::timeout(self.timeout, write).await {
+            Ok(result) => result.map_err(IoError::from),
+            Err(_) => Err(IoError::Timeout),
+        }
+    }
+
+    /// Flushes queued replies (the client is waiting for them before it sends more), then reads
+    /// more input within `smtpd_timeout`. With `interruptible`, a shutdown signal ends the wait.
+    pub async fn fill(&mut self, interruptible: bool) -> Result<(), IoError> {
+        self.flush().await?;
+        if self.start > 0 {
+            self.input.drain(..self.start);
+            self.start = 0;
+        }
+        // Read into spare capacity (no zero-filling); the buffer only grows by what arrives.
+        self.input.reserve(READ_CHUNK);
+        let result = {
+            let read = tokio::time::timeout(self.timeout, self.stream.read_buf(&mut self.input));
+            let shutdown = self.shutdown.as_mut().filter(|_| interruptible);
+            tokio::select! {
+                r = read => Some(r),
+                () = wait_shutdown(shutdown) => None,
+            }
+        };
+        match result {
+            Some(Ok(Ok(n))) if n > 0 => Ok(()),
+            Some(Ok(_)) => Err(IoError::Lost),
+            Some(Err(_)) => Err(IoError::Timeout),
+            None => Err(IoError::Shutdown),
+        }
+    }
+
+    /// Reads the next command line. An over-long line is discarded up to and including its LF
+    /// before [`Line::TooLong`] is returned, so that the next pipelined command is intact.
+    pub async fn read_line(&mut self, reader: &mut LineReader) -> Result<Line, IoError> {
+        loop {
+            match reader.next_line(self.pending()) {
+                Ok(Some((line, n))) => {
+                    let line = line.to_vec();
+                    self.consume(n);
+                    return Ok(Line::Command(line));
+                }
+                Ok(None) => self.fill(true).await?,
+                Err(LineError::BareNewline) => return Ok(Line::BareNewline),
+                Err(LineError::TooLong) => {
+                    loop {
+                        let (n, found) = skip_line(self.pending());
+                        self.consume(n);
+                        if found {
+                            break;
+                        }
+                        self.fill(true).await?;
+                    }
+                    return Ok(Line::TooLong);
+                }
+            }
+        }
+    }
+
+    /// Hands exactly `size` bytes of input to `sink`, reading as needed (BDAT chunks).
+    pub async fn take_exact(
+        &mut self,
+        mut size: u64,
+        mut sink: impl FnMut(&[u8]),
+    ) -> Result<(), IoError> {
+        while size > 0 {
+            if self.pending().is_empty() {
+                self.fill(false).await?;
+            }
+            let n = self
+                .pending()
+                .len()
+                .min(usize::try_from(size).unwrap_or(usize::MAX));
+            sink(&self.pending()[..n]);
+            self.consume(n);
+            size -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// Best-effort flush and close at the end of a session.
+    pub async fn close(&mut self) {
+        let _ = self.flush().await;
+        let _ = tokio::time::timeout(self.timeout, self.stream.shutdown()).await;
+    }
+}
+
+/// Resolves when shutdown is signalled; never, when there is no signal to wait for (or its
+/// sender is gone).
+async fn wait_shutdown(rx: Option<&mut watch::Receiver<bool>>) {
+    if let Some(rx) = rx {
+        if rx.wait_for(|down| *down).await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await
+}

@@ -1,0 +1,144 @@
+//! Maildir writing (<https://cr.yp.to/proto/maildir.html>, Postfix local(8) "qmail-style
+//! delivery").
+//!
+//! A message is written into `tmp/` under a name no other delivery can choose, `fsync`ed, then
+//! hard-linked into `new/` (falling back to `rename` where links are not supported) and `new/`
+//! itself is `fsync`ed. Only then is the delivery reported: the queue file is removed after this
+//! returns, so the Maildir copy must already survive a crash.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Maildir file name: `<secs>.M<micros>P<pid>Q<counter>.<host>` (the modern qmail/Dovecot form).
+/// `/` and `:` in the host name are written `\057` and `\072` as the Maildir spec asks, because
+/// `/` would make a path and `:` starts the info suffix.
+pub fn unique_name(hostname: &str) -> String {
+    let now = crate::time::now_micros();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let host = hostname.replace('/', "\\057").replace(':', "\\072");
+    format!(
+        "{}.M{}P{}Q{}.{}",
+        now / 1_000_000,
+        now % 1_000_000,
+        std::process::id(),
+        n,
+        host
+    )
+}
+
+/// Creates `dir` and its `tmp`, `new`, `cur` subdirectories (mode 0700: a mailbox is private).
+/// When anything was created, the parents are `fsync`ed so the directory entries are durable.
+pub fn ensure(dir: &Path) -> io::Result<()> {
+    let subdirs = ["tmp", "new", "cur"].map(|s| dir.join(s));
+    if subdirs.iter().all(|d| d.is_dir()) {
+        return Ok(());
+    }
+    let mut builder = DirBuilder::new();
+    builder.recursive(true).mode(0o700);
+    for d in &subdirs {
+        builder.create(d)?;
+    }
+    sync_dir(dir)?;
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Converts the queue's CRLF line endings to the LF that Maildir files use on Unix (as Postfix
+/// local(8) writes them); a lone CR is kept as it is.
+pub fn crlf_to_lf(content: &[u8], out: &mut Vec<u8>) {
+    out.reserve(content.len());
+    let mut i = 0;
+    while i < content.len() {
+        if content[i] == b'\r' && content.get(i + 1) == Some(&b'\n') {
+            i += 1;
+            continue;
+        }
+        out.push(content[i]);
+        i += 1;
+    }
+}
+
+/// Delivers `head` (extra header lines, LF-terminated) followed by `content` (CRLF) into the
+/// Maildir `dir`. Returns the path of the file in `new/`.
+pub fn deliver(dir: &Path, hostname: &str, head: &[u8], content: &[u8]) -> io::Result<PathBuf> {
+    ensure(dir)?;
+    let name = unique_name(hostname);
+    let tmp = dir.join("tmp").join(&name);
+    let new = dir.join("new").join(&name);
+    let mut data = Vec::with_capacity(head.len() + content.len());
+    data.extend_from_slice(head);
+    crlf_to_lf(content, &mut data);
+    let result = write_and_link(&tmp, &new, &data).and_then(|()| sync_dir(&dir.join("new")));
+    // The tmp name is gone after a link+unlink or rename; after a failure it must not linger.
+    let _ = fs::remove_file(&tmp);
+    result.map(|()| new)
+}
+
+fn write_and_link(tmp: &Path, new: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    drop(f);
+    match fs::hard_link(tmp, new) {
+        Ok(()) => Ok(()),
+        // A name collision means the unique name was not unique: never overwrite a message.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+        // File systems without hard links (some FUSE/overlay setups): rename is atomic too.
+        Err(_) => fs::rename(tmp, new),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_safe() {
+        let a = unique_name("mail/host:1");
+        let b = unique_name("mail/host:1");
+        assert_ne!(a, b);
+        assert!(!a.contains('/') && !a.contains(':'));
+        assert!(a.ends_with(".mail\\057host\\0721"));
+    }
+
+    #[test]
+    fn crlf_becomes_lf() {
+        let mut out = Vec::new();
+        crlf_to_lf(b"a\r\nb\rc\r\n", &mut out);
+        assert_eq!(out, b"a\nb\rc\n");
+    }
+
+    #[test]
+    fn delivery_lands_in_new() {
+        let dir = std::env::temp_dir().join(format!(
+            "postern-maildir-{}-{}",
+            std::process::id(),
+            crate::time::now_micros()
+        ));
+        let md = dir.join("bob");
+        let path = deliver(&md, "h", b"X-Test: 1\n", b"Subject: s\r\n\r\nbody\r\n").expect("ok");
+        assert!(path.starts_with(md.join("new")));
+        assert_eq!(
+            fs::read(&path).expect("read"),
+            b"X-Test: 1\nSubject: s\n\nbody\n"
+        );
+        assert_eq!(fs::read_dir(md.join("tmp")).expect("tmp").count(), 0);
+        assert!(md.join("cur").is_dir());
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
