@@ -104,7 +104,7 @@ fn sendmail_submission_is_picked_up_by_the_daemon() {
     let m = &mail[0];
     assert!(m.contains("Subject: via sendmail"));
     assert!(
-        m.contains("\r\nlocal submission\r\n"),
+        m.contains("\nlocal submission\n"),
         "line endings normalised: {m:?}"
     );
     assert!(m.contains("Date: ") && m.contains("Message-ID: "), "{m}");

@@ -65,7 +65,7 @@ fn binary_garbage_and_overlong_lines_are_refused_cleanly() {
     let long = format!("EHLO {}\r\n", "a".repeat(5000));
     s.send_raw(long.as_bytes());
     let r = s.read_reply();
-    assert!(r.starts_with("500 5.5.0"), "{r}");
+    assert!(r.starts_with("500 5.5."), "{r}");
     s.cmd("NOOP", "250 2.0.0");
     assert_serving(&server, "u3");
 }

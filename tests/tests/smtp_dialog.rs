@@ -174,7 +174,7 @@ fn bdat_chunks_are_assembled() {
     assert!(r.starts_with("250 2.0.0"), "{r}");
     let mail = server.wait_for_mail("user", 1, Duration::from_secs(10));
     assert!(
-        mail[0].contains("\r\n.line with dot\r\n"),
+        mail[0].contains("\n.line with dot\n"),
         "BDAT content is not dot-unstuffed: {}",
         mail[0]
     );
