@@ -204,7 +204,7 @@ async fn run_jobs(
 /// destination, and at most `default_process_limit` (100) deliveries per transport at a time.
 async fn run_job(shared: Arc<Shared>, cfg: Arc<Config>, job: Job, dest: String) -> JobResult {
     let t = &job.route.transport;
-    let _slots = if t.is_limited() {
+    let (dest_slot, _process_slot) = if t.is_limited() {
         let dest_limit = match t {
             transport::Transport::Local => cfg.local_destination_concurrency_limit,
             _ => cfg.default_destination_concurrency_limit,
@@ -219,12 +219,12 @@ async fn run_job(shared: Arc<Shared>, cfg: Arc<Config>, job: Job, dest: String) 
             .limiter
             .acquire(t.name().to_string(), cfg.default_process_limit as usize)
             .await;
-        Some((d, p))
+        (Some(Box::new(d) as Box<dyn Send>), Some(p))
     } else {
-        None
+        (None, None)
     };
     let start = crate::time::now_micros();
-    let mut outcomes = transport::deliver(cfg.clone(), &job).await;
+    let mut outcomes = transport::deliver(cfg.clone(), &job, dest_slot).await;
     let end = crate::time::now_micros();
     if outcomes.len() != job.rcpts.len() {
         outcomes.resize(

@@ -245,11 +245,11 @@ async fn recovery_delivers_active_and_incoming_skips_hold_quarantines_corrupt() 
             .store(QueueDir::Incoming, &incoming, CONTENT)
             .expect("store");
         spool.store(QueueDir::Hold, &held, CONTENT).expect("store");
-        std::fs::write(
-            spool.path(QueueDir::Incoming, &corrupt),
-            b"postern-queue 1\nid",
-        )
-        .expect("write");
+        let path = spool.path(QueueDir::Incoming, &corrupt);
+        std::fs::write(&path, b"postern-queue 1\nid").expect("write");
+        // Marked complete (mode 0700) but unreadable: damaged, not half-written.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     })
     .await;
     eventually("active message delivered", || {

@@ -19,17 +19,18 @@ use std::path::{Path, PathBuf};
 use postern_config::Config;
 use postern_proto::EnhancedCode;
 
-use super::{maildir, Job, Outcome};
+use super::{maildir, DestinationSlot, Job, Outcome};
 use crate::queue::{Envelope, Recipient};
 
 const RELAY: &str = "local";
 
 /// Delivers every recipient of a local job (normally one: `local_destination_recipient_limit`).
-pub fn deliver_job(cfg: &Config, job: &Job) -> Vec<Outcome> {
+pub fn deliver_job(cfg: &Config, job: &Job, mut slot: DestinationSlot) -> Vec<Outcome> {
+    let passwd = Path::new("/etc/passwd");
     job.rcpts
         .iter()
         .map(|&i| match job.env.recipients.get(i) {
-            Some(rcpt) => deliver(cfg, Path::new("/etc/passwd"), &job.env, &job.content, rcpt),
+            Some(rcpt) => deliver(cfg, passwd, &job.env, &job.content, rcpt, &mut slot),
             None => Outcome::defer(
                 EnhancedCode::new(4, 3, 0),
                 RELAY,
@@ -47,6 +48,7 @@ pub fn deliver(
     env: &Envelope,
     content: &[u8],
     rcpt: &Recipient,
+    slot: &mut DestinationSlot,
 ) -> Outcome {
     let user = match mailbox_user(&rcpt.address, &cfg.recipient_delimiter) {
         Ok(u) => u,
@@ -61,7 +63,14 @@ pub fn deliver(
         one_line(&env.sender),
         one_line(&rcpt.address)
     );
-    match maildir::deliver(&dir, &cfg.myhostname, head.as_bytes(), content) {
+    let mut written = || drop(slot.take());
+    match maildir::deliver(
+        &dir,
+        &cfg.myhostname,
+        head.as_bytes(),
+        content,
+        &mut written,
+    ) {
         Ok(_) => Outcome::sent(RELAY, "delivered to maildir"),
         Err(e) => {
             let code = match e.raw_os_error() {
@@ -257,6 +266,7 @@ mod tests {
             &e,
             b"Subject: x\r\n\r\nhi\r\n",
             &e.recipients[0],
+            &mut None,
         );
         assert!(o.is_sent(), "{o:?}");
         assert_eq!(o.text, "delivered to maildir");
@@ -291,7 +301,7 @@ mod tests {
         .expect("passwd");
         let c = cfg(&[("home_mailbox", "Maildir/")]);
         let e = env("carol@localhost");
-        let o = deliver(&c, &passwd, &e, b"\r\nx\r\n", &e.recipients[0]);
+        let o = deliver(&c, &passwd, &e, b"\r\nx\r\n", &e.recipients[0], &mut None);
         assert!(o.is_sent(), "{o:?}");
         assert_eq!(
             std::fs::read_dir(dir.join("home/carol/Maildir/new"))
@@ -301,7 +311,7 @@ mod tests {
         );
 
         let e = env("nobody-here@localhost");
-        let o = deliver(&c, &passwd, &e, b"\r\nx\r\n", &e.recipients[0]);
+        let o = deliver(&c, &passwd, &e, b"\r\nx\r\n", &e.recipients[0], &mut None);
         assert!(o.is_bounced());
         assert_eq!(o.status.to_string(), "5.1.1");
         assert_eq!(o.text, "unknown user: \"nobody-here\"");
@@ -312,7 +322,14 @@ mod tests {
     fn mbox_is_deferred_honestly() {
         let c = cfg(&[("mail_spool_directory", "/var/mail"), ("home_mailbox", "")]);
         let e = env("bob@localhost");
-        let o = deliver(&c, Path::new("/etc/passwd"), &e, b"\r\n", &e.recipients[0]);
+        let o = deliver(
+            &c,
+            Path::new("/etc/passwd"),
+            &e,
+            b"\r\n",
+            &e.recipients[0],
+            &mut None,
+        );
         assert!(o.is_deferred());
         assert!(o.text.contains("mbox delivery not implemented"));
     }

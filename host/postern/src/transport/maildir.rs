@@ -1,10 +1,10 @@
 //! Maildir writing (<https://cr.yp.to/proto/maildir.html>, Postfix local(8) "qmail-style
 //! delivery").
 //!
-//! A message is written into `tmp/` under a name no other delivery can choose, `fsync`ed, then
-//! hard-linked into `new/` (falling back to `rename` where links are not supported) and `new/`
-//! itself is `fsync`ed. Only then is the delivery reported: the queue file is removed after this
-//! returns, so the Maildir copy must already survive a crash.
+//! A message is written completely into `tmp/` under a name no other delivery can choose, then
+//! hard-linked into `new/` (falling back to `rename` where links are not supported); then the
+//! file and `new/` are `fsync`ed. Only then is the delivery reported: the queue file is removed
+//! after this returns, so the Maildir copy must already survive a crash.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
@@ -70,8 +70,15 @@ pub fn crlf_to_lf(content: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Delivers `head` (extra header lines, LF-terminated) followed by `content` (CRLF) into the
-/// Maildir `dir`. Returns the path of the file in `new/`.
-pub fn deliver(dir: &Path, hostname: &str, head: &[u8], content: &[u8]) -> io::Result<PathBuf> {
+/// Maildir `dir`. Returns the path of the file in `new/`. `written` is called once the file is
+/// complete in `new/`, before the fsyncs that make it durable.
+pub fn deliver(
+    dir: &Path,
+    hostname: &str,
+    head: &[u8],
+    content: &[u8],
+    written: &mut dyn FnMut(),
+) -> io::Result<PathBuf> {
     ensure(dir)?;
     let name = unique_name(hostname);
     let tmp = dir.join("tmp").join(&name);
@@ -79,28 +86,42 @@ pub fn deliver(dir: &Path, hostname: &str, head: &[u8], content: &[u8]) -> io::R
     let mut data = Vec::with_capacity(head.len() + content.len());
     data.extend_from_slice(head);
     crlf_to_lf(content, &mut data);
-    let result = write_and_link(&tmp, &new, &data).and_then(|()| sync_dir(&dir.join("new")));
+    let result =
+        write_and_link(&tmp, &new, &data, written).and_then(|()| sync_dir(&dir.join("new")));
     // The tmp name is gone after a link+unlink or rename; after a failure it must not linger.
     let _ = fs::remove_file(&tmp);
+    if result.is_err() {
+        // Not durable, so not delivered: the retry must not find a second copy.
+        let _ = fs::remove_file(&new);
+    }
     result.map(|()| new)
 }
 
-fn write_and_link(tmp: &Path, new: &Path, data: &[u8]) -> io::Result<()> {
+/// Writes the file completely under `tmp/`, links it into `new/`, then fsyncs it. Readers only
+/// ever see complete files in `new/` (the write finished before the link), and fsyncing after
+/// the link lets a journaling file system commit data, inode and directory entry in one
+/// transaction; the caller's fsync of `new/` then finds nothing left to commit.
+fn write_and_link(
+    tmp: &Path,
+    new: &Path,
+    data: &[u8],
+    written: &mut dyn FnMut(),
+) -> io::Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(tmp)?;
     f.write_all(data)?;
-    f.sync_all()?;
-    drop(f);
     match fs::hard_link(tmp, new) {
-        Ok(()) => Ok(()),
+        Ok(()) => {}
         // A name collision means the unique name was not unique: never overwrite a message.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(e),
         // File systems without hard links (some FUSE/overlay setups): rename is atomic too.
-        Err(_) => fs::rename(tmp, new),
+        Err(_) => fs::rename(tmp, new)?,
     }
+    written();
+    f.sync_all()
 }
 
 #[cfg(test)]
@@ -131,7 +152,16 @@ mod tests {
             crate::time::now_micros()
         ));
         let md = dir.join("bob");
-        let path = deliver(&md, "h", b"X-Test: 1\n", b"Subject: s\r\n\r\nbody\r\n").expect("ok");
+        let mut written = 0;
+        let path = deliver(
+            &md,
+            "h",
+            b"X-Test: 1\n",
+            b"Subject: s\r\n\r\nbody\r\n",
+            &mut || written += 1,
+        )
+        .expect("ok");
+        assert_eq!(written, 1, "the destination slot is released exactly once");
         assert!(path.starts_with(md.join("new")));
         assert_eq!(
             fs::read(&path).expect("read"),

@@ -178,12 +178,18 @@ pub struct Job {
 ///
 /// Blocking agents (local) run on tokio's blocking pool so that a slow disk never stalls the
 /// scheduler. A panic inside an agent is reported as a deferral (`4.3.0`), never lost mail.
-pub async fn deliver(cfg: Arc<Config>, job: &Job) -> Vec<Outcome> {
+/// The destination concurrency slot a delivery holds while it works on its destination. A
+/// transport drops it as soon as the message is written, before it waits for durability (the
+/// fsync): the wait is not work on the destination, and deliveries to one busy mailbox that
+/// overlap their fsyncs let a journaling file system commit them together.
+pub type DestinationSlot = Option<Box<dyn Send>>;
+
+pub async fn deliver(cfg: Arc<Config>, job: &Job, slot: DestinationSlot) -> Vec<Outcome> {
     match &job.route.transport {
         Transport::Local => {
             let job = job.clone();
             let n = job.rcpts.len();
-            match tokio::task::spawn_blocking(move || local::deliver_job(&cfg, &job)).await {
+            match tokio::task::spawn_blocking(move || local::deliver_job(&cfg, &job, slot)).await {
                 Ok(outcomes) => outcomes,
                 Err(e) => vec![
                     Outcome::defer(
