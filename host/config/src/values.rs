@@ -69,43 +69,10 @@ pub fn parse_list(value: &str) -> Vec<String> {
         .collect()
 }
 
-/// What the SMTP server does with a bare `<LF>` (not preceded by `<CR>`) in the DATA/BDAT
-/// content — `smtpd_forbid_bare_newline` (postconf(5), Postfix ≥ 3.9; see also the SMTP
-/// smuggling advisory).
-///
-/// Accepted spellings: `reject`, `normalize`, `yes` (= `normalize`, as in Postfix) and `no`.
-/// Postern's default is `reject` while Postfix 3.9's is `normalize`: Postern refuses ambiguous
-/// line endings from untrusted clients unless configured otherwise.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BareNewline {
-    /// Reject the message with `smtpd_forbid_bare_newline_reject_code`.
-    Reject,
-    /// Accept the message and treat a bare `<LF>` as a line ending.
-    Normalize,
-    /// Accept bare `<LF>` unchanged (Postfix ≤ 3.8 behaviour).
-    Allow,
-}
-
-impl BareNewline {
-    /// Parse `reject`, `normalize`, `yes` or `no` (case-insensitive).
-    pub fn parse(value: &str) -> Option<BareNewline> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "reject" => Some(BareNewline::Reject),
-            "normalize" | "yes" => Some(BareNewline::Normalize),
-            "no" => Some(BareNewline::Allow),
-            _ => None,
-        }
-    }
-
-    /// The canonical spelling (`reject`, `normalize` or `no`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BareNewline::Reject => "reject",
-            BareNewline::Normalize => "normalize",
-            BareNewline::Allow => "no",
-        }
-    }
-}
+/// `smtpd_forbid_bare_newline`: the protocol crate's type, so a parsed value needs no
+/// translation. Postern's default is `reject` while Postfix 3.9's is `normalize`: Postern refuses
+/// ambiguous line endings from untrusted clients unless configured otherwise.
+pub use postern_proto::BareNewline;
 
 /// An IPv4/IPv6 network in CIDR form; a bare address is a /32 or /128.
 ///

@@ -3,6 +3,8 @@
 //! The `postern` crate is the daemon and the command line. Mail flows through its modules in the
 //! order Postfix's daemons handle it:
 //!
+//! - [`address`] classifies recipient addresses (local, relay, remote) — trivial-rewrite's
+//!   resolver, shared by the relay check and the queue manager's routing.
 //! - [`smtpd`] speaks ESMTP to clients: one [`smtpd::Session`] per connection, generic over the
 //!   stream. It asks [`restrictions`] for relay decisions and hands finished messages to
 //!   [`cleanup`]. It never writes the spool itself.
@@ -22,6 +24,7 @@
 //! Pure protocol and configuration logic lives in the `postern-proto` and `postern-config` crates;
 //! this crate is where I/O happens.
 
+pub mod address;
 pub mod bounce;
 pub mod cleanup;
 pub mod cli;

@@ -65,6 +65,15 @@ impl BareNewline {
         }
     }
 
+    /// The canonical spelling (`reject`, `normalize` or `no`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BareNewline::Reject => "reject",
+            BareNewline::Normalize => "normalize",
+            BareNewline::Allow => "no",
+        }
+    }
+
     /// True when only `CRLF.CRLF` may end the data.
     fn strict_end(self) -> bool {
         !matches!(self, BareNewline::Allow)

@@ -16,6 +16,7 @@ use postern_config::Config;
 use postern_proto::EnhancedCode;
 
 use super::{is_not_found, quarantine, schedule, Cmd, Shared};
+use crate::address::Destinations;
 use crate::bounce::{self, DsnKind, DsnRecipient};
 use crate::queue::{Envelope, QueueDir, QueueError, QueueId, RcptState, Spool};
 use crate::transport::{self, Job, Outcome, Route};
@@ -47,7 +48,8 @@ pub(super) async fn process(shared: &Arc<Shared>, id: &QueueId, from: QueueDir) 
 
     let env = Arc::new(env);
     let content = Arc::new(content);
-    let results = run_jobs(shared, &cfg, plan(&cfg, &env, &content)).await;
+    let dest = shared.destinations(&cfg);
+    let results = run_jobs(shared, &cfg, plan(&cfg, &dest, &env, &content)).await;
     let arrival = arrival_micros(&env);
     let mut env = Arc::unwrap_or_clone(env);
 
@@ -140,11 +142,16 @@ fn activate(spool: &Spool, id: &QueueId, from: QueueDir) -> Activated {
 
 /// Groups pending recipients into jobs: one per transport and destination, and one per
 /// recipient for transports that deliver to a single recipient at a time (local).
-fn plan(cfg: &Config, env: &Arc<Envelope>, content: &Arc<Vec<u8>>) -> Vec<(Job, String)> {
+fn plan(
+    cfg: &Config,
+    dest: &Destinations,
+    env: &Arc<Envelope>,
+    content: &Arc<Vec<u8>>,
+) -> Vec<(Job, String)> {
     let mut jobs: Vec<(Job, String)> = Vec::new();
     let mut index: HashMap<(Route, String), usize> = HashMap::new();
     for (i, rcpt) in env.pending() {
-        let route = transport::resolve(cfg, &rcpt.address);
+        let route = transport::resolve(cfg, dest, &rcpt.address);
         let dest = if route.transport.one_recipient_per_job() {
             rcpt.address.to_lowercase()
         } else {

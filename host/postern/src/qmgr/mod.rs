@@ -23,13 +23,14 @@
 //! delivered twice after a crash, never lost. `hold/` is never looked at.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postern_config::Config;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
+use crate::address::Destinations;
 use crate::queue::{QueueDir, QueueError, QueueId, Spool};
 
 mod deliver;
@@ -111,12 +112,29 @@ pub(crate) struct Shared {
     pub config: watch::Receiver<Arc<Config>>,
     pub tx: mpsc::UnboundedSender<Cmd>,
     pub limiter: Arc<Limiter>,
+    /// Address classification of the last configuration seen, derived once per epoch.
+    destinations: Mutex<Option<(Arc<Config>, Arc<Destinations>)>>,
 }
 
 impl Shared {
     /// The configuration epoch current now; a delivery keeps the one it started with.
     pub fn config(&self) -> Arc<Config> {
         self.config.borrow().clone()
+    }
+
+    /// The address classification for `cfg`, built at most once per configuration epoch.
+    pub fn destinations(&self, cfg: &Arc<Config>) -> Arc<Destinations> {
+        let Ok(mut cache) = self.destinations.lock() else {
+            return Arc::new(Destinations::new(cfg));
+        };
+        match &*cache {
+            Some((c, d)) if Arc::ptr_eq(c, cfg) => d.clone(),
+            _ => {
+                let d = Arc::new(Destinations::new(cfg));
+                *cache = Some((cfg.clone(), d.clone()));
+                d
+            }
+        }
     }
 }
 
@@ -135,6 +153,7 @@ pub fn start(
         config,
         tx,
         limiter: Arc::new(Limiter::default()),
+        destinations: Mutex::default(),
     });
     let join = tokio::spawn(run(shared, rx, shutdown));
     (handle, join)

@@ -13,7 +13,6 @@
 //! elements: each is a new [`Restriction`] variant plus one arm in [`evaluate`]; the
 //! [`BUILTINS`] table is the list of names a reader can scan.
 
-mod destination;
 mod local;
 
 use std::net::IpAddr;
@@ -21,7 +20,7 @@ use std::net::IpAddr;
 use postern_config::{Cidr, Config};
 use postern_proto::Reply;
 
-pub use destination::{normalize_domain, split_address, Destinations, Resolved};
+pub use crate::address::{normalize_domain, split_address, Destinations, Resolved};
 pub use local::{strip_extension, LocalRecipients};
 
 /// One element of a restriction list.

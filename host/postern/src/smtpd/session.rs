@@ -137,11 +137,7 @@ pub struct Session<S: AsyncRead + AsyncWrite + Unpin> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub fn new(stream: S, ctx: SessionContext) -> Session<S> {
         let cfg = &ctx.settings.config;
-        let bare_newline = match cfg.smtpd_forbid_bare_newline {
-            postern_config::BareNewline::Reject => BareNewline::Reject,
-            postern_config::BareNewline::Normalize => BareNewline::Normalize,
-            postern_config::BareNewline::Allow => BareNewline::Allow,
-        };
+        let bare_newline = cfg.smtpd_forbid_bare_newline;
         // postconf(5) smtpd_forbid_bare_newline_exclusions: trusted clients that are known to
         // send bare LF are not refused, but still get the strict end-of-data rule.
         let bare_newline = if bare_newline == BareNewline::Reject

@@ -100,7 +100,7 @@ fn one_line(s: &str) -> String {
 /// control characters, starting with `.` (which also covers `..`) — are refused with `5.1.3`
 /// (bad destination mailbox address syntax), never "cleaned up" into another user's mailbox.
 pub fn mailbox_user(address: &str, delimiter: &str) -> Result<String, Outcome> {
-    let (local, _) = super::resolve::split_address(address);
+    let (local, _) = crate::address::split_address(address);
     let local = local
         .strip_prefix('"')
         .and_then(|l| l.strip_suffix('"'))

@@ -14,6 +14,7 @@
 use postern_config::Config;
 
 use super::Transport;
+use crate::address::{normalize_domain, split_address, Destinations, Resolved};
 
 /// Where one recipient goes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -21,45 +22,6 @@ pub struct Route {
     pub transport: Transport,
     /// Next hop: a host for smtp, the text for discard/error, `$myhostname` for local.
     pub nexthop: String,
-}
-
-/// Splits `user@domain` at the last `@`; the domain is lowercased and loses a trailing dot.
-/// An address without `@` has an empty domain (a local address, like Postfix's `user`).
-pub fn split_address(addr: &str) -> (&str, String) {
-    match addr.rfind('@') {
-        Some(at) => (
-            &addr[..at],
-            addr[at + 1..].trim_end_matches('.').to_ascii_lowercase(),
-        ),
-        None => (addr, String::new()),
-    }
-}
-
-/// True when `domain` is one of this host's final destinations (`mydestination`, matched
-/// case-insensitively; table references such as `hash:…` are not supported here and never
-/// match).
-pub fn is_local_domain(cfg: &Config, domain: &str) -> bool {
-    domain.is_empty()
-        || cfg
-            .mydestination
-            .iter()
-            .any(|d| d.trim_end_matches('.').eq_ignore_ascii_case(domain))
-}
-
-/// True when `domain` is in `relay_domains` or is a subdomain of an entry
-/// (`parent_domain_matches_subdomains` includes `relay_domains` in Postfix); an entry written
-/// `.example.com` matches subdomains only.
-pub fn is_relay_domain(cfg: &Config, domain: &str) -> bool {
-    cfg.relay_domains.iter().any(|entry| {
-        let entry = entry.trim_end_matches('.').to_ascii_lowercase();
-        if entry.contains(':') || entry.is_empty() {
-            return false;
-        }
-        if let Some(parent) = entry.strip_prefix('.') {
-            return domain.ends_with(&format!(".{parent}"));
-        }
-        domain == entry || domain.ends_with(&format!(".{entry}"))
-    })
 }
 
 /// Splits a transport setting `name[:nexthop]` (`local:$myhostname`, `error:5.1.1 go away`).
@@ -72,21 +34,26 @@ fn parse_spec(spec: &str) -> (Transport, Option<String>) {
     }
 }
 
-/// Chooses the transport and next hop for `rcpt`.
-pub fn resolve(cfg: &Config, rcpt: &str) -> Route {
-    let (_, domain) = split_address(rcpt);
-    if is_local_domain(cfg, &domain) {
+/// Chooses the transport and next hop for `rcpt`; `dest` is the address classification of the
+/// same configuration (see [`Destinations::new`]).
+pub fn resolve(cfg: &Config, dest: &Destinations, rcpt: &str) -> Route {
+    let class = dest.resolve(rcpt);
+    if let Resolved::Local(_) = class {
         let (transport, hop) = parse_spec(&cfg.local_transport);
         return Route {
             transport,
             nexthop: hop.unwrap_or_else(|| cfg.myhostname.clone()),
         };
     }
-    let (transport, hop) = if is_relay_domain(cfg, &domain) {
+    let (transport, hop) = if class == Resolved::Relay {
         // relay_transport is not configurable yet; Postfix's default is `relay`.
         (Transport::Smtp, None)
     } else {
         parse_spec(&cfg.default_transport)
+    };
+    let domain = match split_address(rcpt) {
+        (_, Some(d)) => normalize_domain(d),
+        (_, None) => normalize_domain(&cfg.myorigin),
     };
     let nexthop = match (&transport, hop) {
         (_, Some(hop)) => hop,
@@ -103,6 +70,10 @@ pub fn resolve(cfg: &Config, rcpt: &str) -> Route {
 mod tests {
     use super::*;
 
+    fn route(c: &Config, rcpt: &str) -> Route {
+        resolve(c, &Destinations::new(c), rcpt)
+    }
+
     fn cfg(extra: &[(&str, &str)]) -> Config {
         let mut over: Vec<(String, String)> = vec![
             ("myhostname".into(), "mail.example.org".into()),
@@ -118,16 +89,16 @@ mod tests {
     #[test]
     fn local_domains_go_to_local_transport() {
         let c = cfg(&[]);
-        let r = resolve(&c, "bob@LocalHost");
+        let r = route(&c, "bob@LocalHost");
         assert_eq!(r.transport, Transport::Local);
         assert_eq!(r.nexthop, "mail.example.org");
-        assert_eq!(resolve(&c, "bob").transport, Transport::Local);
+        assert_eq!(route(&c, "bob").transport, Transport::Local);
         assert_eq!(
-            resolve(&c, "bob@mail.example.org.").transport,
+            route(&c, "bob@mail.example.org.").transport,
             Transport::Local
         );
         assert_eq!(
-            resolve(&c, "bob@localhost.example.org").transport,
+            route(&c, "bob@localhost.example.org").transport,
             Transport::Local
         );
     }
@@ -135,22 +106,22 @@ mod tests {
     #[test]
     fn remote_domains_use_default_transport_and_relayhost() {
         let c = cfg(&[]);
-        let r = resolve(&c, "carol@Example.COM");
+        let r = route(&c, "carol@Example.COM");
         assert_eq!(r.transport, Transport::Smtp);
         assert_eq!(r.nexthop, "example.com");
 
         let c = cfg(&[("relayhost", "[smarthost.example]:587")]);
-        let r = resolve(&c, "carol@example.com");
+        let r = route(&c, "carol@example.com");
         assert_eq!(r.transport, Transport::Smtp);
         assert_eq!(r.nexthop, "[smarthost.example]:587");
 
         let c = cfg(&[("default_transport", "error:5.7.1 no relaying here")]);
-        let r = resolve(&c, "carol@example.com");
+        let r = route(&c, "carol@example.com");
         assert_eq!(r.transport, Transport::Error);
         assert_eq!(r.nexthop, "5.7.1 no relaying here");
 
         let c = cfg(&[("default_transport", "discard")]);
-        assert_eq!(resolve(&c, "x@example.com").transport, Transport::Discard);
+        assert_eq!(route(&c, "x@example.com").transport, Transport::Discard);
     }
 
     #[test]
@@ -159,26 +130,17 @@ mod tests {
             ("relay_domains", "example.net, .sub.example.com"),
             ("default_transport", "discard"),
         ]);
-        assert_eq!(resolve(&c, "a@example.net").transport, Transport::Smtp);
-        assert_eq!(resolve(&c, "a@x.Example.net").transport, Transport::Smtp);
-        assert_eq!(
-            resolve(&c, "a@y.sub.example.com").transport,
-            Transport::Smtp
-        );
-        assert_eq!(
-            resolve(&c, "a@sub.example.com").transport,
-            Transport::Discard
-        );
-        assert_eq!(
-            resolve(&c, "a@badexample.net").transport,
-            Transport::Discard
-        );
+        assert_eq!(route(&c, "a@example.net").transport, Transport::Smtp);
+        assert_eq!(route(&c, "a@x.Example.net").transport, Transport::Smtp);
+        assert_eq!(route(&c, "a@y.sub.example.com").transport, Transport::Smtp);
+        assert_eq!(route(&c, "a@sub.example.com").transport, Transport::Discard);
+        assert_eq!(route(&c, "a@badexample.net").transport, Transport::Discard);
     }
 
     #[test]
     fn local_transport_setting_is_honoured() {
         let c = cfg(&[("local_transport", "discard:local mail is off")]);
-        let r = resolve(&c, "root@localhost");
+        let r = route(&c, "root@localhost");
         assert_eq!(r.transport, Transport::Discard);
         assert_eq!(r.nexthop, "local mail is off");
     }

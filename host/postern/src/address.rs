@@ -1,8 +1,9 @@
 //! Where a recipient address goes: this host (`mydestination`), a domain we relay for
-//! (`relay_domains`), or somewhere else — the question behind `reject_unauth_destination`.
+//! (`relay_domains`), or somewhere else — the question behind `reject_unauth_destination` and
+//! behind the queue manager's choice of transport.
 //!
-//! Postfix answers it with trivial-rewrite's address resolver; this is the part of that resolver
-//! the relay check needs, with the same conservative choices:
+//! Postfix answers both with trivial-rewrite's address resolver; this is that resolver's address
+//! classification, with the same conservative choices:
 //!
 //! - an address without a domain is qualified with `@$myorigin` first (postconf(5)
 //!   `append_at_myorigin`), so `RCPT TO:<bob>` is only local when `$myorigin` is; the RFC 5321
@@ -145,7 +146,7 @@ fn table_free(list: &[String], param: &str) -> Vec<String> {
             let is_table = entry.starts_with('/') || entry.contains(':');
             if is_table {
                 crate::warn!(
-                    "smtpd",
+                    "trivial-rewrite",
                     "{param}: lookup table \"{entry}\" is not supported yet; ignoring it"
                 );
             }
