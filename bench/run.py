@@ -269,11 +269,20 @@ class Server:
                 pass
 
     def queue_left(self) -> int:
-        """Messages still in the queue after the run (incoming/active/deferred/hold)."""
+        """Messages still in the queue after the run (incoming/active/deferred/hold).
+
+        Only complete queue files count: both Postfix and Postern mark a finished queue file
+        with the owner-execute bit, and Postern keeps pre-created, not-yet-used files (mode
+        0600) in incoming/."""
         n = 0
         for d in ("incoming", "active", "deferred", "hold"):
-            for _, _, files in os.walk(self.work / "queue" / d):
-                n += len(files)
+            for root, _, files in os.walk(self.work / "queue" / d):
+                for f in files:
+                    try:
+                        if os.stat(os.path.join(root, f)).st_mode & 0o100:
+                            n += 1
+                    except OSError:
+                        pass
         return n
 
 

@@ -157,6 +157,7 @@ fn prepare(loaded: &LoadedConfig) -> anyhow::Result<Started> {
         ),
         Err(e) => warn!("master", "cannot clean {}/tmp: {e}", queue_dir.display()),
     }
+    spool.start_pool();
     Ok(Started { spool, pid_file })
 }
 

@@ -11,8 +11,10 @@
 
 mod envelope;
 mod id;
+mod pool;
 mod spool;
 
 pub use envelope::{Envelope, Origin, RcptState, Recipient};
 pub use id::QueueId;
+pub use pool::Reservation;
 pub use spool::{QueueDir, QueueError, Spool};

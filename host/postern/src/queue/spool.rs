@@ -4,8 +4,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use super::pool::{self, Pool, Reservation, MAX_SPARES};
 use super::{Envelope, QueueId};
 
 /// One of the queue directories.
@@ -58,15 +59,11 @@ impl QueueError {
     }
 }
 
-/// Most spare files kept for reuse (see [`Spool::remove`]); beyond this, finished queue files are
-/// unlinked.
-const MAX_SPARES: usize = 4096;
-
 /// Name prefix of recycled queue files in `tmp/`.
 const SPARE_PREFIX: &str = "spare-";
 
 /// Mode of a queue file being written: not yet mail.
-const MODE_INCOMPLETE: u32 = 0o600;
+pub(super) const MODE_INCOMPLETE: u32 = 0o600;
 /// Mode of a complete queue file. As in Postfix, the owner-execute bit says "complete": a file
 /// is written in its queue directory under its final name and marked complete before the fsync.
 const MODE_COMPLETE: u32 = 0o700;
@@ -92,7 +89,7 @@ fn is_complete(mode: u32) -> bool {
 #[derive(Clone, Debug)]
 pub struct Spool {
     root: PathBuf,
-    spares: Arc<Mutex<Vec<PathBuf>>>,
+    pub(super) pool: Arc<Pool>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> QueueError + '_ {
@@ -106,10 +103,7 @@ impl Spool {
     /// Opens (creating when missing) the queue directory and its subdirectories. Stale files in
     /// `tmp/` — writes interrupted by a crash, never acknowledged — are removed.
     pub fn open(root: &Path) -> Result<Spool, QueueError> {
-        let spool = Spool {
-            root: root.to_path_buf(),
-            spares: Arc::default(),
-        };
+        let spool = Spool::from_parts(root.to_path_buf(), Arc::default());
         for dir in QueueDir::ALL {
             let p = spool.dir(dir);
             fs::create_dir_all(&p).map_err(io_err(&p))?;
@@ -139,27 +133,44 @@ impl Spool {
                 removed += 1;
             }
         }
-        if let Ok(mut spares) = self.spares.lock() {
-            *spares = adopted;
-        }
-        // Files in incoming/ not marked complete were being written when the daemon stopped:
-        // no client was told they were queued. (maildrop/ is left alone: `postern sendmail`
-        // writes there while the daemon runs.)
+        // Files in incoming/ not marked complete were being written when the daemon stopped, or
+        // were pre-created and never used: no client was told they were queued. They become
+        // spares. (maildrop/ is left alone: `postern sendmail` writes there while the daemon
+        // runs.)
         let incoming = self.dir(QueueDir::Incoming);
         for entry in fs::read_dir(&incoming).map_err(io_err(&incoming))? {
             let entry = entry.map_err(io_err(&incoming))?;
-            let half_written = entry
+            let incomplete = entry
                 .metadata()
                 .is_ok_and(|m| m.is_file() && !is_complete(m.permissions().mode()));
-            if half_written && fs::remove_file(entry.path()).is_ok() {
+            if !incomplete {
+                continue;
+            }
+            let spare = tmp.join(format!("{SPARE_PREFIX}{}", QueueId::generate()));
+            if adopted.len() < MAX_SPARES && fs::rename(entry.path(), &spare).is_ok() {
+                adopted.push(spare);
+            } else if fs::remove_file(entry.path()).is_ok() {
                 removed += 1;
             }
         }
+        self.pool.set_spares(adopted);
         Ok(removed)
     }
 
-    fn take_spare(&self) -> Option<PathBuf> {
-        self.spares.lock().ok()?.pop()
+    pub(super) fn from_parts(root: PathBuf, pool: Arc<Pool>) -> Spool {
+        Spool { root, pool }
+    }
+
+    /// Starts keeping pre-created queue files ready (see the `pool` module). Only the daemon
+    /// does this; other processes write new files the slower way.
+    pub fn start_pool(&self) {
+        pool::start_filler(self);
+    }
+
+    /// The queue ID for a new transaction, with its pre-created file when one is ready. Dropping
+    /// the reservation without storing the message gives the file back.
+    pub fn reserve(&self) -> Reservation {
+        self.pool.reserve()
     }
 
     pub fn root(&self) -> &Path {
@@ -179,6 +190,14 @@ impl Spool {
     /// `tmp/`, then renamed over it), never overwritten in place.
     pub fn store(&self, dir: QueueDir, env: &Envelope, content: &[u8]) -> Result<(), QueueError> {
         let dest = self.path(dir, &env.id);
+        if dir == QueueDir::Incoming && self.pool.take_reserved(&env.id) {
+            // A pool file: its name is already durable, so the file's fsync is enough.
+            let result = self.fill_reserved(&dest, env, content);
+            if result.is_err() {
+                let _ = fs::remove_file(&dest);
+            }
+            return result;
+        }
         if dest.exists() {
             return self.replace(dir, env, content);
         }
@@ -209,10 +228,16 @@ impl Spool {
         result
     }
 
+    fn fill_reserved(&self, path: &Path, env: &Envelope, content: &[u8]) -> Result<(), QueueError> {
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io_err(path))?;
+        write_complete(f, path, env, content)
+    }
+
     fn write_file(&self, path: &Path, env: &Envelope, content: &[u8]) -> Result<(), QueueError> {
-        let mut head = env.encode(content.len());
-        head.extend_from_slice(content);
-        let mut f = match self.reuse_spare(path) {
+        let f = match self.reuse_spare(path) {
             Some(f) => f,
             None => OpenOptions::new()
                 .write(true)
@@ -221,18 +246,13 @@ impl Spool {
                 .open(path)
                 .map_err(io_err(path))?,
         };
-        f.write_all(&head).map_err(io_err(path))?;
-        // A recycled file may be longer than the new content.
-        f.set_len(head.len() as u64).map_err(io_err(path))?;
-        f.set_permissions(fs::Permissions::from_mode(MODE_COMPLETE))
-            .map_err(io_err(path))?;
-        f.sync_all().map_err(io_err(path))
+        write_complete(f, path, env, content)
     }
 
     /// Renames a spare file to `path` and opens it for overwriting; `None` when there is no
     /// usable spare (the caller creates a new file).
     fn reuse_spare(&self, path: &Path) -> Option<File> {
-        while let Some(spare) = self.take_spare() {
+        while let Some(spare) = self.pool.take_spare() {
             let incomplete = fs::Permissions::from_mode(MODE_INCOMPLETE);
             if fs::set_permissions(&spare, incomplete).is_ok() && fs::rename(&spare, path).is_ok() {
                 match OpenOptions::new().write(true).open(path) {
@@ -282,13 +302,10 @@ impl Spool {
     /// queue with one atomic rename into `tmp/`, where it waits as a spare for reuse.
     pub fn remove(&self, dir: QueueDir, id: &QueueId) -> Result<(), QueueError> {
         let p = self.path(dir, id);
-        let room = self.spares.lock().is_ok_and(|s| s.len() < MAX_SPARES);
-        if room {
+        if self.pool.has_room_for_spare() {
             let spare = self.root.join("tmp").join(format!("{SPARE_PREFIX}{id}"));
             fs::rename(&p, &spare).map_err(io_err(&p))?;
-            if let Ok(mut spares) = self.spares.lock() {
-                spares.push(spare);
-            }
+            self.pool.add_spare(spare);
             return Ok(());
         }
         fs::remove_file(&p).map_err(io_err(&p))
@@ -322,6 +339,23 @@ impl Spool {
             .into_iter()
             .find(|&d| self.path(d, id).exists())
     }
+}
+
+/// Writes the record and content over whatever `f` held, trims it, marks it complete and fsyncs.
+fn write_complete(
+    mut f: File,
+    path: &Path,
+    env: &Envelope,
+    content: &[u8],
+) -> Result<(), QueueError> {
+    let mut head = env.encode(content.len());
+    head.extend_from_slice(content);
+    f.write_all(&head).map_err(io_err(path))?;
+    // A recycled file may be longer than the new content.
+    f.set_len(head.len() as u64).map_err(io_err(path))?;
+    f.set_permissions(fs::Permissions::from_mode(MODE_COMPLETE))
+        .map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
 }
 
 #[cfg(test)]
@@ -396,8 +430,13 @@ mod tests {
             spool.list(QueueDir::Incoming).expect("list"),
             vec![env.id.clone()]
         );
-        assert_eq!(spool.clean_tmp().expect("clean"), 1);
+        assert_eq!(
+            spool.clean_tmp().expect("clean"),
+            0,
+            "recycled, not deleted"
+        );
         assert!(!half_path.exists());
+        assert!(spool.pool.take_spare().is_some());
         assert!(path.exists(), "complete mail is never cleaned");
 
         // Storing over an existing message replaces it atomically.
@@ -407,6 +446,58 @@ mod tests {
             .expect("rewrite");
         let (back, content) = spool.load(QueueDir::Incoming, &env.id).expect("load");
         assert_eq!((back.attempts, content.as_slice()), (3, &b"y\r\n"[..]));
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn pool_files_are_durable_before_they_are_offered_and_come_back_unused() {
+        let root = tempdir("pool");
+        let spool = Spool::open(&root).expect("open");
+        spool.start_pool();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let first = loop {
+            let r = spool.reserve();
+            if spool.path(QueueDir::Incoming, r.id()).exists() {
+                break r;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the filler made no files"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let path = spool.path(QueueDir::Incoming, first.id());
+        let mode = fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, MODE_INCOMPLETE, "an offered file is not mail");
+        assert!(spool.list(QueueDir::Incoming).expect("list").is_empty());
+
+        // Unused: dropped reservations go back to the pool, the next one may get it again.
+        let id = first.id().clone();
+        drop(first);
+        let mut seen = false;
+        let mut held = Vec::new();
+        for _ in 0..pool::TARGET {
+            let r = spool.reserve();
+            seen |= r.id() == &id;
+            held.push(r);
+        }
+        assert!(seen, "a returned file is offered again");
+
+        // Used: the message is written into the reserved file and becomes mail.
+        let r = held.pop().expect("reservation");
+        let mut env = Envelope::new(r.id().clone(), "a@b", Origin::Local { user: "u".into() });
+        env.recipients.push(Recipient::new("c@d"));
+        spool
+            .store(QueueDir::Incoming, &env, b"pooled\r\n")
+            .expect("store");
+        drop(r);
+        assert_eq!(
+            spool.list(QueueDir::Incoming).expect("list"),
+            vec![env.id.clone()]
+        );
+        let (_, content) = spool.load(QueueDir::Incoming, &env.id).expect("load");
+        assert_eq!(content, b"pooled\r\n");
+        drop(held);
         let _ = fs::remove_dir_all(&root);
     }
 

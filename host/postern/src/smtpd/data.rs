@@ -7,7 +7,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::io::IoError;
 use super::session::{Flow, Session};
 use crate::cleanup::{self, CleanupError, Protocol};
-use crate::queue::{Envelope, Origin, QueueId};
+use crate::queue::{Envelope, Origin};
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Receives the message after `354`. Only `CRLF.CRLF` ends it under
@@ -107,7 +107,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 .fail(Reply::new(503, "5.5.1", "Error: need RCPT command"))
                 .await;
         };
-        let id = txn.id.unwrap_or_else(QueueId::generate);
+        // The reservation stays alive until cleanup has written the message: dropped earlier, its
+        // pre-created file could be handed to another transaction.
+        let reservation = txn.id.unwrap_or_else(|| self.ctx.spool.reserve());
+        let id = reservation.id().clone();
         let qid = id.clone();
         let origin = Origin::Smtp {
             addr: self.ctx.client.addr.to_string(),
@@ -128,7 +131,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let config = self.ctx.settings.config.clone();
         let spool = self.ctx.spool.clone();
         let result = tokio::task::spawn_blocking(move || {
-            cleanup::enqueue_with(&config, &spool, env, &content, protocol)
+            let stored = cleanup::enqueue_with(&config, &spool, env, &content, protocol);
+            drop(reservation);
+            stored
         })
         .await;
         let reply = match result {

@@ -5,7 +5,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::io::IoError;
 use super::session::{Flow, Session};
-use crate::queue::{QueueId, Recipient};
+use crate::queue::Recipient;
 use crate::restrictions::{Decision, Facts};
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -48,8 +48,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 .await;
         };
         if txn.id.is_none() {
-            let id = QueueId::generate();
-            crate::info!("smtpd", "{id}: client={namaddr}");
+            let id = self.ctx.spool.reserve();
+            crate::info!("smtpd", "{}: client={namaddr}", id.id());
             txn.id = Some(id);
         }
         let mut r = Recipient::new(to);

@@ -22,7 +22,7 @@ use super::io::{IoError, Line, SmtpIo, FLUSH_THRESHOLD};
 use super::stats::{stats_name, verb_upper, Stats};
 use super::Settings;
 use crate::qmgr::QmgrHandle;
-use crate::queue::{QueueId, Recipient, Spool};
+use crate::queue::{Recipient, Reservation, Spool};
 
 /// Postfix `smtpd_junk_command_limit` (default 100): after this many HELO/EHLO/RSET/NOOP/VRFY/
 /// ETRN commands without delivering mail, each one also counts as an error, so that a client
@@ -94,7 +94,7 @@ pub(super) struct ProtocolState {
 pub(super) struct Transaction {
     /// Assigned at the first accepted recipient (Postfix opens its queue file then, with
     /// `smtpd_delay_open_until_valid_rcpt = yes`).
-    pub id: Option<QueueId>,
+    pub id: Option<Reservation>,
     pub sender: String,
     pub params: MailParams,
     pub recipients: Vec<Recipient>,
@@ -414,6 +414,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.txn
             .as_ref()
             .and_then(|t| t.id.as_ref())
+            .map(Reservation::id)
             .map_or_else(|| "NOQUEUE".to_string(), |id| id.to_string())
     }
 
