@@ -174,6 +174,18 @@ impl Server {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// The log, once it contains `needle` (or when `timeout` has passed).
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log();
+            if log.contains(needle) || Instant::now() >= deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
     }
@@ -199,9 +211,15 @@ impl Server {
         }
     }
 
-    /// Queue files in one queue directory (e.g. "deferred").
+    /// Messages in one queue directory (e.g. "deferred"): complete queue files only. Files
+    /// still being written, and the empty files Postern keeps ready in `incoming/`, have mode
+    /// 0600; a complete queue file is marked with the owner-execute bit, as in Postfix.
     pub fn queue_files(&self, queue: &str) -> Vec<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
         list_files(&self.dir.path().join("queue").join(queue))
+            .into_iter()
+            .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o100 != 0))
+            .collect()
     }
 }
 
