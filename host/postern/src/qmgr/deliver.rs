@@ -24,14 +24,24 @@ use crate::transport::{self, Job, Outcome, Route};
 /// Retry interval after an I/O error that prevented even reading the message.
 const IO_RETRY: u64 = 60;
 
+/// Queue files up to this size are activated (renamed and read) on the scheduler's own thread:
+/// for the common small message a hand-off to the blocking pool and back costs more than the
+/// two system calls. Larger files, and every step that fsyncs, go to the blocking pool.
+const INLINE_READ_LIMIT: u64 = 128 * 1024;
+
 /// Delivers `id`, found in `from`. Returns the next attempt time when the message was deferred.
 pub(super) async fn process(shared: &Arc<Shared>, id: &QueueId, from: QueueDir) -> Option<u64> {
     let cfg = shared.config();
     let spool = shared.spool.clone();
     let qid = id.clone();
-    let loaded = tokio::task::spawn_blocking(move || activate(&spool, &qid, from))
-        .await
-        .ok()?;
+    let small = std::fs::metadata(spool.path(from, id)).is_ok_and(|m| m.len() <= INLINE_READ_LIMIT);
+    let loaded = if small {
+        activate(&spool, &qid, from)
+    } else {
+        tokio::task::spawn_blocking(move || activate(&spool, &qid, from))
+            .await
+            .ok()?
+    };
     let (env, content) = match loaded {
         Activated::Loaded(env, content) => (*env, content),
         Activated::Gone => return None,
@@ -88,10 +98,14 @@ pub(super) async fn process(shared: &Arc<Shared>, id: &QueueId, from: QueueDir) 
     expire_or_warn(&cfg, &mut env, &mut report);
 
     let spool = shared.spool.clone();
-    let (new_ids, next) =
+    let (new_ids, next) = if report.is_quiet() && env.pending().next().is_none() {
+        // Everything delivered, nothing to notify: finishing is one rename.
+        finish(&cfg, &spool, env, &content, report)
+    } else {
         tokio::task::spawn_blocking(move || finish(&cfg, &spool, env, &content, report))
             .await
-            .unwrap_or((Vec::new(), None));
+            .unwrap_or((Vec::new(), None))
+    };
     for dsn in new_ids {
         let _ = shared.tx.send(Cmd::New(dsn));
     }
@@ -259,6 +273,13 @@ struct Report {
     failure: Vec<(usize, DsnRecipient)>,
     success: Vec<DsnRecipient>,
     delay: Vec<DsnRecipient>,
+}
+
+impl Report {
+    /// No notification to queue.
+    fn is_quiet(&self) -> bool {
+        self.failure.is_empty() && self.success.is_empty() && self.delay.is_empty()
+    }
 }
 
 /// After the attempt: recipients still pending of a message older than `maximal_queue_lifetime`
