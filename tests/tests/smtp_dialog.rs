@@ -41,7 +41,10 @@ fn a_message_to_a_local_user_is_queued_and_delivered_to_maildir() {
     );
     assert!(m.contains("Delivered-To: user@localhost"));
     assert!(m.contains("Message-ID: "), "cleanup adds Message-ID:\n{m}");
-    let log = server.wait_for_log(&format!("{id}: to=<user@localhost>"), Duration::from_secs(10));
+    let log = server.wait_for_log(
+        &format!("{id}: to=<user@localhost>"),
+        Duration::from_secs(10),
+    );
     assert!(log.contains(&format!("{id}: to=<user@localhost>")), "{log}");
     assert!(log.contains("status=sent"), "{log}");
 }
