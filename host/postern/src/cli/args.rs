@@ -34,6 +34,10 @@ pub enum Command {
     Conf(ConfArgs),
     Queue(QueueCommand),
     Sendmail(SendmailArgs),
+    /// `map build|query` (postmap).
+    Map(super::map::MapCommand),
+    /// `alias build` (postalias).
+    Alias(super::map::AliasCommand),
     /// `newaliases` / `sendmail -bi`: alias databases do not exist yet.
     Newaliases,
     #[default]
@@ -143,6 +147,11 @@ Queue (postqueue, postsuper, postcat):
   queue show [-e] [-h] [-b] ID    print a queued message
   queue delete|hold|release|requeue ID...|ALL|- [QUEUE...]
   queue flush                     retry deferred mail now
+
+Lookup tables (postmap, postalias):
+  map build [TYPE:]NAME...        compile hash: tables (NAME -> NAME.pdb)
+  map query TYPE:NAME KEY...|-    look keys up (exit 1 when none is found)
+  alias build PATH...             compile aliases(5) files (PATH -> PATH.pdb)
 
 Submission:
   sendmail [-t] [-i] [-f FROM] [-F NAME] [--] RCPT...
@@ -273,9 +282,11 @@ fn parse_command(word: &str, args: &[String]) -> Result<Command, UsageError> {
         "mailq" => no_args(Command::Queue(QueueCommand::List)),
         "sendmail" => Ok(super::sendmail_args::parse(args)?.into_command()),
         "newaliases" => no_args(Command::Newaliases),
+        "map" => super::map::parse_map(args).map(Command::Map),
+        "alias" => super::map::parse_alias(args).map(Command::Alias),
         other => Err(usage(format!(
             "unknown command \"{other}\" (commands: run start stop reload status check conf \
-             queue sendmail; try: postern help)"
+             queue map alias sendmail; try: postern help)"
         ))),
     }
 }

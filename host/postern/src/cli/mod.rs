@@ -6,6 +6,7 @@
 //! - `control`: `run`, `start`, `stop`, `reload`, `status`, `check` (postfix(1)).
 //! - `conf`: `conf` (postconf(1)).
 //! - `queue`: `queue …` (postqueue(1), postsuper(1), postcat(1)).
+//! - `map`: `map build|query` (postmap(1)) and `alias build` (postalias(1)).
 //! - `sendmail`: `sendmail` (sendmail(1)); `headers`: the bits of RFC 5322 it needs.
 //!
 //! No command starts an async runtime except `run` (the daemon builds its own), so `sendmail`
@@ -15,6 +16,7 @@ pub mod args;
 mod conf;
 mod control;
 mod headers;
+mod map;
 mod queue;
 mod queue_admin;
 mod sendmail;
@@ -283,6 +285,8 @@ fn dispatch(inv: Invocation) -> CliResult {
         Command::Status => control::status(&source, &queue_directory(&source, overrides)?),
         Command::Queue(cmd) => queue::run(&cmd, &queue_directory(&source, overrides)?),
         Command::Sendmail(args) => sendmail::run(&args, &load()?.main),
+        Command::Map(cmd) => map::run_map(&cmd),
+        Command::Alias(cmd) => map::run_alias(&cmd),
     }
 }
 
