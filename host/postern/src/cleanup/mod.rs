@@ -26,6 +26,8 @@
 //! The number of header fields is not limited separately: the whole message is already bounded
 //! by `message_size_limit`, each field by `header_size_limit`, and loops by the hop count.
 
+mod actions;
+pub use actions::Actions;
 mod headers;
 
 use std::borrow::Cow;
