@@ -380,7 +380,7 @@ class Postfix(Server):
         os.chown(w / "data", owner, -1)
         log = ""
         services = POSTFIX_SERVICES
-        if self.version >= (3, 4):
+        if self.version[:2] >= (3, 4):
             log = f"maillog_file = {w}/maillog\nmaillog_file_prefixes = {w}\n"
             services += "postlog   unix-dgram n  -       n       -       1       postlogd\n"
         (w / "etc" / "main.cf").write_text(
@@ -467,6 +467,7 @@ def run_one(kind: type[Server], conc: int, args: argparse.Namespace) -> dict:
     server = kind(work, free_port(), args)
     n = args.messages
     rec: dict = {"system": kind.name, "concurrency": conc, "messages": n, "size": args.size, "workdir": str(work)}
+    src: subprocess.Popen | None = None
     try:
         server.start()
         newdir = server.maildir_new()
@@ -551,6 +552,9 @@ def run_one(kind: type[Server], conc: int, args: argparse.Namespace) -> dict:
     except Exception as e:  # one broken cell must not hide the others' results
         rec.update(error=str(e)[-3000:], complete=False)
     finally:
+        if src is not None and src.poll() is None:
+            src.kill()
+            src.wait()
         server.stop()
         rec["root_rusage_cpu_seconds"] = round(server.lifetime_cpu, 3) if server.lifetime_cpu is not None else None
         rec["server_exit"] = server.exit_status
@@ -723,7 +727,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
+    levels = list(dict.fromkeys(int(x) for x in args.concurrency.split(",") if x.strip()))
     if not Path(args.smtp_source).exists():
         print("smtp-source not found: install Postfix (Debian/Ubuntu: apt-get install postfix)", file=sys.stderr)
         return 2
@@ -734,6 +738,8 @@ def main() -> int:
                   "or pass --postern PATH (or --skip-postern to measure Postfix alone)", file=sys.stderr)
             return 2
         args.postern = args.postern.resolve()
+        args.postern_built = datetime.datetime.fromtimestamp(
+            args.postern.stat().st_mtime, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         systems.append(Postern)
     args.postfix_version = None
     if not args.skip_postfix:
@@ -747,7 +753,7 @@ def main() -> int:
         if why:
             print(f"note: skipping Postfix: {why}", file=sys.stderr)
         else:
-            args.postfix_version = tuple(int(x) for x in re.findall(r"\d+", version)[:2])
+            args.postfix_version = tuple(int(x) for x in re.findall(r"\d+", version)[:3])
             args.postfix_master = str(master)
             systems.append(Postfix)
     if not systems:
@@ -755,14 +761,17 @@ def main() -> int:
         return 2
 
     atexit.register(stop_all)
+    signal.signal(signal.SIGINT, on_signal)  # also when started in the background (SIG_IGN)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     info = machine_info(args)
     info["command"] = " ".join(["python3", "bench/run.py", *sys.argv[1:]])
     print(f"Postern benchmark {info['date']}: {info['cpus']} CPUs ({info['cpu_model']}), kernel {info['kernel']}, "
           f"load {info['loadavg_at_start']:.2f}")
-    print(f"  work dirs on {info['filesystem']}; postern {args.postern if Postern in systems else '-'} "
-          f"({info['postern_rev']}); postfix {info['postfix_version'] or '-'}")
+    if Postern in systems:
+        info["postern_binary"] = f"{args.postern} (built {args.postern_built}, tree {info['postern_rev']})"
+    print(f"  work dirs on {info['filesystem']}")
+    print(f"  postern {info.get('postern_binary', '-')}; postfix {info['postfix_version'] or '-'}")
     print(f"  command: python3 bench/run.py {' '.join(sys.argv[1:])}".rstrip())
     if "tmpfs" in info["filesystem"]:
         print("  warning: the work directory is on tmpfs, where fsync costs nothing; use --tmpdir on a disk")
