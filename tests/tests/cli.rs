@@ -71,3 +71,24 @@ fn deferred_mail_is_listed_held_released_and_deleted() {
     let list = stdout(&server.cli(&["queue", "list"]));
     assert!(!list.contains(&id), "{list}");
 }
+
+#[test]
+fn check_fails_on_an_unknown_restriction_that_the_daemon_survives() {
+    let server = Server::start("smtpd_recipient_restrictions = reject_unauth_destinaton");
+    let out = server.cli(&["check"]);
+    assert!(!out.status.success());
+    let all = stdout(&out) + &stderr(&out);
+    assert!(
+        all.contains("error:") && all.contains("reject_unauth_destinaton"),
+        "{all}"
+    );
+    assert!(
+        all.contains("reject_unauth_destination"),
+        "did-you-mean: {all}"
+    );
+    // The running daemon answers Postfix's "Server configuration error" instead of permitting.
+    let mut s = server.connect();
+    s.ehlo("client.example.org");
+    s.mail_from("a@example.org", "250");
+    s.rcpt_to("user@localhost", "451 4.3.5");
+}

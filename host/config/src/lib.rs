@@ -14,13 +14,15 @@
 //!   prints it; `docs/parameters.md` mirrors it.
 //! * `values` — scalar syntax: times, sizes, booleans, lists, [`Cidr`], [`BareNewline`].
 //! * `mastercf` — [`parse_master_cf`] and the mapping of `smtpd` inet services to socket addresses.
-//! * `typed` — the validated [`Config`] struct.
+//! * `typed` — the validated [`Config`] struct; `build` fills it in from a [`MainCf`], with
+//!   `build/restrict` checking restriction lists against [`RESTRICTION_NAMES`].
 //! * `load` — [`load`], [`load_embedded`], [`load_with`]: all of the above, with every invalid value
 //!   reported at once and unknown parameters reported as warnings.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+mod build;
 mod expand;
 mod load;
 mod maincf;
@@ -29,6 +31,9 @@ mod params;
 mod typed;
 mod values;
 
+pub use build::restrict::{
+    restriction_takes_argument, RESTRICTIONS_WITH_ARGUMENT, RESTRICTION_NAMES,
+};
 pub use load::{
     check_with, load, load_embedded, load_with, Listener, LoadedConfig, DEFAULT_MASTER_CF,
     EMBEDDED_MAIN_CF, EMBEDDED_MASTER_CF,
@@ -37,7 +42,9 @@ pub use maincf::{edit_main_cf, MainCf};
 pub use mastercf::{parse_master_cf, service_port, Service, ServiceKind};
 pub use params::{param_def, param_table, postfix_unimplemented, ParamDef};
 pub use typed::Config;
-pub use values::{parse_bool, parse_list, parse_size, parse_time, BareNewline, Cidr};
+pub use values::{
+    parse_bool, parse_list, parse_nameserver, parse_size, parse_time, BareNewline, Cidr,
+};
 
 /// One problem found in a configuration file, located by file and line.
 ///
@@ -49,6 +56,10 @@ pub struct Diagnostic {
     pub line: usize,
     pub message: String,
     pub hint: Option<String>,
+    /// A warning at load time (the daemon starts) that `postern check` must report as an
+    /// error: an unknown restriction element or a restriction missing its argument (smtpd
+    /// answers `451 4.3.5` for those lists at run time).
+    pub fails_check: bool,
 }
 
 impl Diagnostic {
@@ -59,6 +70,7 @@ impl Diagnostic {
             line,
             message: message.into(),
             hint: None,
+            fails_check: false,
         }
     }
 

@@ -8,6 +8,7 @@ use crate::expand::referenced_names;
 use crate::mastercf::{listen_addrs, parse_master_lenient, Service, ServiceKind};
 use crate::params::{did_you_mean, param_def, postfix_unimplemented};
 use crate::typed::{build, Config};
+use crate::values::parse_list;
 use crate::{tidy_diagnostics, ConfigError, Diagnostic, MainCf};
 
 /// The master.cf used when the configuration directory has none: Postfix's stock SMTP service
@@ -50,7 +51,10 @@ pub struct LoadedConfig {
     pub listeners: Vec<Listener>,
     /// Non-fatal findings: unknown parameter names (with "did you mean X?" when a known name is
     /// within edit distance 2), Postfix parameters Postern ignores, undefined `$names`,
-    /// master.cf inet services Postern does not run, a `#` inside a value.
+    /// master.cf inet services Postern does not run, a `#` inside a value. Also problems in
+    /// restriction lists (unknown elements, missing arguments) with
+    /// [`Diagnostic::fails_check`] set: the daemon runs (smtpd answers 451 4.3.5 for such a
+    /// list) but `postern check` reports them as errors.
     pub warnings: Vec<Diagnostic>,
 }
 
@@ -296,6 +300,18 @@ fn unknown_parameter_warnings(main: &MainCf, services: &[Service], warnings: &mu
     for svc in services {
         for (_, value) in &svc.overrides {
             referenced.extend(referenced_names(value));
+        }
+    }
+    // Restriction class names are user-defined parameters too.
+    let classes = "smtpd_restriction_classes";
+    if let Ok(value) = main.expand(classes) {
+        referenced.extend(parse_list(&value));
+    }
+    for svc in services {
+        for (name, value) in &svc.overrides {
+            if name == classes {
+                referenced.extend(parse_list(value));
+            }
         }
     }
     let mut check = |name: &str, file: &Path, line: usize, defined_in_main: bool| {

@@ -171,14 +171,18 @@ fn listeners_with_overrides() {
     assert_eq!(cli.listeners[1].config.default_process_limit, 7);
 
     let w: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
-    assert_eq!(w.len(), 3, "{w:#?}");
+    assert_eq!(w.len(), 2, "{w:#?}");
     // mua_client_restrictions is user-defined (referenced from master.cf): no warning.
     assert!(w[0].contains("master.cf:2: Postfix parameter syslog_name is not implemented"));
-    assert!(w[1].contains("master.cf:2: Postfix parameter smtpd_client_restrictions is not"));
+    assert_eq!(
+        l[1].config.smtpd_client_restrictions,
+        ["permit_sasl_authenticated", "reject"]
+    );
+    assert!(l[0].config.smtpd_client_restrictions.is_empty());
     assert!(
-        w[2].contains("master.cf:8: inet service 628 runs qmqpd"),
+        w[1].contains("master.cf:8: inet service 628 runs qmqpd"),
         "{}",
-        w[2]
+        w[1]
     );
 }
 
@@ -300,4 +304,31 @@ fn bad_inet_interfaces_reported_once() {
     let err = load(&dir.0).unwrap_err();
     assert_eq!(err.diagnostics().len(), 1, "{err}");
     assert_eq!(err.diagnostics()[0].line, 2);
+}
+
+#[test]
+fn unknown_restrictions_load_but_fail_check() {
+    let main = "smtpd_restriction_classes = from_partners\n\
+                from_partners = permit_mynetworks, reject\n\
+                smtpd_recipient_restrictions = check_sender_access inline:{x=from_partners},\n    \
+                  permit_mynetworks, no_such_thing\n";
+    let dir = TempDir::new(Some(main), None);
+    let loaded = load(&dir.0).unwrap();
+    let check: Vec<String> = loaded
+        .warnings
+        .iter()
+        .filter(|d| d.fails_check)
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(check.len(), 1, "{:#?}", loaded.warnings);
+    assert!(check[0].contains("main.cf:3: unknown restriction \"no_such_thing\""));
+    // The class name is a user-defined parameter, not an unknown one.
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .all(|d| !d.message.contains("from_partners")),
+        "{:#?}",
+        loaded.warnings
+    );
 }

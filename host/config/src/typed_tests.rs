@@ -1,4 +1,5 @@
 use super::*;
+use std::path::Path;
 
 fn config(text: &str) -> Result<(Config, Vec<Diagnostic>), ConfigError> {
     let raw = MainCf::parse(text, Path::new("main.cf")).expect("syntax");

@@ -60,13 +60,52 @@ pub fn parse_bool(value: &str) -> Option<bool> {
 }
 
 /// Split a Postfix list value: elements are separated by commas and/or whitespace (including
-/// newlines from continuation lines); empty elements are dropped.
+/// newlines from continuation lines); empty elements are dropped. A `{…}` group stays one
+/// element, separators and all (Postfix `mystrtokq`): `hash:/a, inline:{ a=b, c=d }` is two
+/// elements, the second `inline:{ a=b, c=d }`.
 pub fn parse_list(value: &str) -> Vec<String> {
-    value
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+    let is_sep = |c: char| c == ',' || c.is_whitespace();
+    let mut out = Vec::new();
+    let mut level = 0usize;
+    let mut start: Option<usize> = None;
+    for (i, c) in value.char_indices() {
+        if start.is_none() {
+            if is_sep(c) {
+                continue;
+            }
+            start = Some(i);
+        }
+        if c == '{' {
+            level += 1;
+        } else if c == '}' && level > 0 {
+            level -= 1;
+        } else if level == 0 && is_sep(c) {
+            if let Some(s) = start.take() {
+                out.push(value[s..i].to_string());
+            }
+        }
+    }
+    if let Some(s) = start {
+        out.push(value[s..].to_string());
+    }
+    out
+}
+
+/// Parse a `dns_nameservers` entry: an IP address with an optional port, as `192.0.2.1`,
+/// `192.0.2.1:5353`, `::1`, `[::1]` or `[::1]:5353`. The port defaults to 53.
+pub fn parse_nameserver(value: &str) -> Option<std::net::SocketAddr> {
+    let value = value.trim();
+    if let Ok(ip) = value.parse::<IpAddr>() {
+        return Some(std::net::SocketAddr::new(ip, 53));
+    }
+    if let Ok(sa) = value.parse::<std::net::SocketAddr>() {
+        return Some(sa);
+    }
+    let inner = value.strip_prefix('[')?.strip_suffix(']')?;
+    inner
+        .parse::<Ipv6Addr>()
+        .ok()
+        .map(|ip| std::net::SocketAddr::new(IpAddr::V6(ip), 53))
 }
 
 /// `smtpd_forbid_bare_newline`: the protocol crate's type, so a parsed value needs no
@@ -251,6 +290,18 @@ mod tests {
             ]
         );
         assert!(parse_list("  ,  ").is_empty());
+        assert_eq!(
+            parse_list("hash:/a, inline:{ a=b, { c = d e } },static:{x y}"),
+            ["hash:/a", "inline:{ a=b, { c = d e } }", "static:{x y}"]
+        );
+        assert_eq!(
+            parse_list("check_policy_service { inet:127.0.0.1:9998, timeout=10s }, permit"),
+            [
+                "check_policy_service",
+                "{ inet:127.0.0.1:9998, timeout=10s }",
+                "permit"
+            ]
+        );
     }
 
     #[test]

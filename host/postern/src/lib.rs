@@ -29,6 +29,7 @@ pub mod bounce;
 pub mod cleanup;
 pub mod cli;
 pub mod daemon;
+pub mod dns;
 pub mod log;
 pub mod qmgr;
 pub mod queue;

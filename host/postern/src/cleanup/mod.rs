@@ -1,15 +1,28 @@
 //! cleanup: completes messages and writes them into `incoming/` (Postfix cleanup(8)).
 //!
 //! CONTRACT (smtpd and the maildrop pickup rely on this exactly):
-//! - `pub fn enqueue(cfg: &postern_config::Config, spool: &crate::queue::Spool,
-//!     env: crate::queue::Envelope, content: &[u8]) -> Result<crate::queue::Envelope, CleanupError>`
-//!   blocking: adds missing headers, enforces header limits, writes into `incoming/` durably.
+//! - `pub fn enqueue_full(cfg, spool, env, content, protocol, &Actions) -> Result<Stored,
+//!   CleanupError>` — blocking: carries out the restrictions' [`Actions`], rewrites and expands
+//!   the envelope, adds missing headers, enforces header limits, writes into `incoming/` (or
+//!   `hold/`) durably. [`Stored`] says whether the message was held or discarded.
+//! - `enqueue(cfg, spool, env, content)` / `enqueue_with(…, protocol)` — the same without
+//!   actions, returning the stored envelope.
 //! - `pub enum CleanupError { Rejected(postern_proto::Reply), Queue(crate::queue::QueueError) }`
 //!
 //! What happens to a message, in order:
+//! 0. Content checks (`checks`) may add actions; `REDIRECT` replaces the recipients, `BCC` adds
+//!    some (before rewriting, so these addresses are rewritten too, as in Postfix).
 //! 1. Envelope addresses without a domain get `@$myorigin` (postconf(5) `append_at_myorigin`),
 //!    `user@host` gets `.$mydomain` when `append_dot_mydomain = yes`; duplicate recipients are
 //!    dropped (Postfix's duplicate filter), and a message without recipients is refused.
+//!
+//!    Then the sender goes through `sender_canonical_maps`, `canonical_maps` and masquerading,
+//!    each recipient through `recipient_canonical_maps`, `canonical_maps` (masquerading only
+//!    with `masquerade_classes` = envelope_recipient) and `virtual_alias_maps` expansion
+//!    ([`rewrite`], [`virtual_alias`]); a rewritten recipient keeps its original address as
+//!    ORCPT; header addresses are rewritten per `canonical_classes`/`masquerade_classes`
+//!    ([`header_rewrite`]). A lookup error refuses the message with `451 4.3.0` (try again
+//!    later). `DISCARD` ends here: nothing is stored.
 //! 2. Line endings become CRLF and the content ends with one (the queue stores mail exactly as
 //!    it will be delivered).
 //! 3. The header section is found (`headers::split`); `Bcc`, `Resent-Bcc`, `Content-Length`
@@ -17,25 +30,32 @@
 //!    reach recipients, `Return-Path` is the delivery agent's to write); each header is cut to
 //!    `header_size_limit`; more than [`HOPCOUNT_LIMIT`] `Received:` headers refuse the message as
 //!    a mail loop.
-//! 4. A `Received:` header is prepended, and `Message-ID:` and `Date:` are appended when missing
-//!    (Postfix adds them for local submissions and, with `always_add_missing_headers`, for all
-//!    mail; Postern always does, so every queued message is identifiable). Local submissions also
-//!    get `From:` and `To: undisclosed-recipients:;` when missing.
-//! 5. The file is stored durably in `incoming/`; `QUEUEID: message-id=<…>` is logged.
+//! 4. `PREPEND` header lines, then a `Received:` header, are prepended, and `Message-ID:` and
+//!    `Date:` are appended when missing (Postfix adds them for local submissions and, with
+//!    `always_add_missing_headers`, for all mail; Postern always does, so every queued message
+//!    is identifiable). Local submissions also get `From:` and `To: undisclosed-recipients:;`
+//!    when missing.
+//! 5. The file is stored durably in `incoming/` (`hold/` for `HOLD`; a `FILTER` is kept in the
+//!    envelope's `filter` record); `QUEUEID: message-id=<…>` is logged.
 //!
 //! The number of header fields is not limited separately: the whole message is already bounded
 //! by `message_size_limit`, each field by `header_size_limit`, and loops by the hop count.
 
 mod actions;
 pub use actions::Actions;
+mod checks;
+mod header_rewrite;
 mod headers;
+pub mod rewrite;
+pub mod tables;
+pub mod virtual_alias;
 
 use std::borrow::Cow;
 
 use postern_config::Config;
 use postern_proto::Reply;
 
-use crate::queue::{Envelope, Origin, QueueDir, QueueError, Spool};
+use crate::queue::{Envelope, Origin, QueueDir, QueueError, QueueId, Recipient, Spool};
 
 /// Why a message was not queued.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +86,17 @@ pub enum Protocol {
     Esmtp,
 }
 
+/// What cleanup did with a message.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    /// The envelope as stored (recipients rewritten and expanded).
+    pub env: Envelope,
+    /// Stored into `hold/` (a `HOLD` action): the queue manager must not be told about it.
+    pub held: bool,
+    /// Not stored at all (a `DISCARD` action): the client is still told it was accepted.
+    pub discarded: bool,
+}
+
 /// Completes and queues a message (see the module docs). For SMTP mail the `Received:` header
 /// says `with ESMTP`; [`enqueue_with`] lets smtpd say `with SMTP` for HELO clients.
 pub fn enqueue(
@@ -81,11 +112,39 @@ pub fn enqueue(
 pub fn enqueue_with(
     cfg: &Config,
     spool: &Spool,
-    mut env: Envelope,
+    env: Envelope,
     content: &[u8],
     protocol: Protocol,
 ) -> Result<Envelope, CleanupError> {
+    enqueue_full(cfg, spool, env, content, protocol, &Actions::default()).map(|s| s.env)
+}
+
+/// [`enqueue_with`] carrying out the [`Actions`] restrictions asked for: `REDIRECT` and `BCC`
+/// change the recipients (before rewriting, so the new addresses are rewritten and expanded
+/// too, as in Postfix), `PREPEND` adds header lines above `Received:`, `FILTER` is recorded in
+/// the envelope, `HOLD` stores into `hold/` and `DISCARD` stores nothing.
+pub fn enqueue_full(
+    cfg: &Config,
+    spool: &Spool,
+    mut env: Envelope,
+    content: &[u8],
+    protocol: Protocol,
+    actions: &Actions,
+) -> Result<Stored, CleanupError> {
+    let mut content = normalize_line_endings(content);
+    let mut actions = actions.clone();
+    let checked = checks::apply(cfg, &env, protocol, &mut content);
+    actions.merge(checked.map_err(CleanupError::Rejected)?);
+    apply_recipient_actions(&mut env, &actions);
     qualify_envelope(cfg, &mut env);
+    let rw = rewrite::Rewriter::new(cfg)
+        .map_err(|e| lookup_failed(&env.id, "cannot open tables", &e))?;
+    rewrite_envelope(cfg, &rw, &mut env)?;
+    match header_rewrite::apply(&rw, &content) {
+        Ok(Some(rewritten)) => content = Cow::Owned(rewritten),
+        Ok(None) => {}
+        Err(e) => return Err(lookup_failed(&env.id, "header address rewriting", &e)),
+    }
     if env.recipients.is_empty() {
         return Err(CleanupError::Rejected(Reply::new(
             550,
@@ -93,10 +152,125 @@ pub fn enqueue_with(
             "Error: no recipients specified",
         )));
     }
-    let content = normalize_line_endings(content);
-    let message = complete(cfg, &env, &content, protocol)?;
-    spool.store(QueueDir::Incoming, &env, &message)?;
-    Ok(env)
+    if let Some(reason) = &actions.discard {
+        crate::info!(
+            "cleanup",
+            "{}: discard: {}; from=<{}>",
+            env.id,
+            or_default(reason, "discarded"),
+            env.sender
+        );
+        return Ok(Stored {
+            env,
+            held: false,
+            discarded: true,
+        });
+    }
+    if let Some(filter) = &actions.filter {
+        env.filter = Some(filter.clone());
+    }
+    let message = complete(cfg, &env, &content, protocol, &actions.prepend)?;
+    let held = actions.hold.is_some();
+    let dir = if held {
+        QueueDir::Hold
+    } else {
+        QueueDir::Incoming
+    };
+    spool.store(dir, &env, &message)?;
+    if let Some(reason) = &actions.hold {
+        crate::info!(
+            "cleanup",
+            "{}: hold: {}; from=<{}>",
+            env.id,
+            or_default(reason, "held"),
+            env.sender
+        );
+    }
+    Ok(Stored {
+        env,
+        held,
+        discarded: false,
+    })
+}
+
+fn or_default<'a>(text: &'a str, default: &'a str) -> &'a str {
+    if text.trim().is_empty() {
+        default
+    } else {
+        text
+    }
+}
+
+/// `REDIRECT` replaces every recipient with one; `BCC` adds recipients (Postfix
+/// `cleanup_addr_bcc`, default DSN notification).
+fn apply_recipient_actions(env: &mut Envelope, actions: &Actions) {
+    if let Some(to) = &actions.redirect {
+        crate::info!("cleanup", "{}: redirect: {to}", env.id);
+        env.recipients = vec![Recipient::new(to.clone())];
+    }
+    for bcc in &actions.bcc {
+        env.recipients.push(Recipient::new(bcc.clone()));
+    }
+}
+
+/// A table could not be read while rewriting: the message is refused for now (`451 4.3.0`),
+/// never queued with an address that should have been rewritten.
+fn lookup_failed(id: &QueueId, what: &str, e: &dyn std::fmt::Display) -> CleanupError {
+    crate::warn!("cleanup", "{id}: {what}: {e}");
+    CleanupError::Rejected(Reply::new(
+        451,
+        "4.3.0",
+        "Error: temporary lookup failure, try again later",
+    ))
+}
+
+/// Canonical mapping, masquerading and virtual alias expansion of the envelope
+/// ([`rewrite`], [`virtual_alias`]); duplicates that result are dropped. A rewritten recipient
+/// keeps its original address as ORCPT (Postfix logs it as `orig_to=`).
+fn rewrite_envelope(
+    cfg: &Config,
+    rw: &rewrite::Rewriter<'_>,
+    env: &mut Envelope,
+) -> Result<(), CleanupError> {
+    let deferred = |what: &str, e: &dyn std::fmt::Display| lookup_failed(&env.id, what, e);
+    env.sender = rw
+        .sender(&env.sender)
+        .map_err(|e| deferred("sender rewriting", &e))?;
+    let recursion = cfg.virtual_alias_recursion_limit as usize;
+    let expansion = cfg.virtual_alias_expansion_limit as usize;
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(env.recipients.len());
+    for r in std::mem::take(&mut env.recipients) {
+        let canonical = rw
+            .recipient(&r.address)
+            .map_err(|e| deferred("recipient rewriting", &e))?;
+        let expanded = match virtual_alias::expand(rw, &canonical, recursion, expansion) {
+            Ok(list) => list,
+            Err(virtual_alias::ExpandError::Lookup(e)) => {
+                return Err(deferred("virtual alias expansion", &e))
+            }
+            Err(virtual_alias::ExpandError::Limit(text)) => {
+                crate::warn!("cleanup", "{}: {text}", env.id);
+                return Err(CleanupError::Rejected(Reply::new(
+                    451,
+                    "4.3.0",
+                    "Error: virtual alias expansion limit exceeded, try again later",
+                )));
+            }
+        };
+        for address in expanded {
+            let mut n = r.clone();
+            if address != r.address && n.orcpt.is_none() {
+                n.orcpt = Some(("rfc822".to_string(), r.address.clone()));
+            }
+            n.address = address;
+            if seen.insert(n.address.to_ascii_lowercase()) {
+                out.push(n);
+            }
+        }
+    }
+    env.recipients = out;
+    Ok(())
 }
 
 /// Step 1 of the module docs.
@@ -159,6 +333,7 @@ fn complete(
     env: &Envelope,
     content: &[u8],
     protocol: Protocol,
+    prepend: &[String],
 ) -> Result<Vec<u8>, CleanupError> {
     let split = headers::split(content);
     let hops = split.fields.iter().filter(|f| f.is("received")).count();
@@ -171,6 +346,11 @@ fn complete(
         )));
     }
     let mut out = Vec::with_capacity(content.len() + 512);
+    for header in prepend {
+        // access(5) PREPEND: above our Received:, as Postfix smtpd writes them.
+        out.extend_from_slice(sanitize_header(header).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     out.extend_from_slice(received(cfg, env, protocol).as_bytes());
     let mut message_id = None;
     let (mut has_date, mut has_from, mut has_to) = (false, false, false);
@@ -272,6 +452,13 @@ fn received(cfg: &Config, env: &Envelope, protocol: Protocol) -> String {
             )
         }
     }
+}
+
+/// A `PREPEND` header line: no line breaks may sneak in from a table or policy server.
+fn sanitize_header(line: &str) -> String {
+    line.chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect()
 }
 
 /// Header text from client-supplied values: control characters and the comment delimiters that

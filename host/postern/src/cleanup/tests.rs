@@ -229,3 +229,103 @@ fn line_endings_are_made_canonical_without_needless_copies() {
     assert_eq!(&*normalize_line_endings(b"a\nb\r\nc"), b"a\r\nb\r\nc\r\n");
     assert_eq!(&*normalize_line_endings(b"\nx\r"), b"\r\nx\r\r\n");
 }
+
+fn full(cfg: &Config, env: Envelope, actions: &Actions) -> (Stored, TempSpool) {
+    let spool = TempSpool::new("cleanup-actions");
+    let content = b"Subject: s\r\n\r\nbody\r\n";
+    let stored = enqueue_full(cfg, &spool, env, content, Protocol::Esmtp, actions).expect("ok");
+    (stored, spool)
+}
+
+#[test]
+fn actions_redirect_bcc_prepend_and_filter() {
+    let cfg = config(&[]);
+    let actions = Actions {
+        prepend: vec!["X-Checked: yes".into()],
+        redirect: Some("carol@localhost".into()),
+        bcc: vec!["archive@localhost".into()],
+        filter: Some("smtp:[127.0.0.1]:10025".into()),
+        ..Actions::default()
+    };
+    let (stored, spool) = full(&cfg, smtp_env(&["bob@localhost"]), &actions);
+    assert!(!stored.held && !stored.discarded);
+    let (env, body) = spool
+        .load(QueueDir::Incoming, &stored.env.id)
+        .expect("load");
+    let rcpts: Vec<&str> = env.recipients.iter().map(|r| r.address.as_str()).collect();
+    assert_eq!(rcpts, vec!["carol@localhost", "archive@localhost"]);
+    assert_eq!(env.filter.as_deref(), Some("smtp:[127.0.0.1]:10025"));
+    assert!(body.starts_with(b"X-Checked: yes\r\nReceived: "));
+}
+
+#[test]
+fn hold_and_discard() {
+    let cfg = config(&[]);
+    let hold = Actions {
+        hold: Some("suspicious".into()),
+        ..Actions::default()
+    };
+    let (stored, spool) = full(&cfg, smtp_env(&["bob@localhost"]), &hold);
+    assert!(stored.held);
+    assert!(spool.load(QueueDir::Hold, &stored.env.id).is_ok());
+    assert!(spool.load(QueueDir::Incoming, &stored.env.id).is_err());
+
+    let discard = Actions {
+        discard: Some(String::new()),
+        ..Actions::default()
+    };
+    let (stored, spool) = full(&cfg, smtp_env(&["bob@localhost"]), &discard);
+    assert!(stored.discarded && !stored.held);
+    assert!(spool.list(QueueDir::Incoming).expect("list").is_empty());
+}
+
+#[test]
+fn rewriting_keeps_the_original_recipient_as_orcpt() {
+    let cfg = config(&[
+        (
+            "virtual_alias_maps",
+            "inline:{ {team@example.com=ann@localhost, ben@localhost}, @example.org=catch }",
+        ),
+        (
+            "sender_canonical_maps",
+            "inline:{ alice@example.org=a.smith@example.org }",
+        ),
+    ]);
+    let mut env = smtp_env(&["team@example.com", "x@example.org", "ann@localhost"]);
+    env.recipients[1].orcpt = Some(("rfc822".into(), "given@example.org".into()));
+    let (stored, _spool) = full(&cfg, env, &Actions::default());
+    let env = stored.env;
+    assert_eq!(env.sender, "a.smith@example.org");
+    let got: Vec<(&str, Option<&str>)> = env
+        .recipients
+        .iter()
+        .map(|r| {
+            (
+                r.address.as_str(),
+                r.orcpt.as_ref().map(|(_, a)| a.as_str()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("ann@localhost", Some("team@example.com")),
+            ("ben@localhost", Some("team@example.com")),
+            ("catch@mx.example.test", Some("given@example.org")),
+        ]
+    );
+}
+
+#[test]
+fn lookup_errors_refuse_with_451() {
+    let cfg = config(&[("virtual_alias_maps", "fail:down")]);
+    let spool = TempSpool::new("cleanup-fail");
+    let err = enqueue(&cfg, &spool, smtp_env(&["bob@localhost"]), b"x\r\n").unwrap_err();
+    match err {
+        CleanupError::Rejected(r) => assert_eq!(
+            r.to_string(),
+            "451 4.3.0 Error: temporary lookup failure, try again later"
+        ),
+        other => panic!("{other:?}"),
+    }
+}

@@ -260,9 +260,7 @@ pub fn check(source: &ConfigSource, overrides: &[(String, String)]) -> CliResult
     let loaded = match postern_config::check_with(source.dir.as_deref(), overrides) {
         Ok(loaded) => loaded,
         Err((e, warnings)) => {
-            for w in &warnings {
-                println!("warning: {w}");
-            }
+            let check_errors = print_warnings(&warnings);
             let diags = e.diagnostics();
             if diags.is_empty() {
                 println!("error: {e}");
@@ -272,16 +270,15 @@ pub fn check(source: &ConfigSource, overrides: &[(String, String)]) -> CliResult
             }
             println!(
                 "postern: the configuration has {} error(s)",
-                diags.len().max(1)
+                diags.len().max(1) + check_errors
             );
             return Ok(exit::FAILURE);
         }
     };
-    for w in &loaded.warnings {
-        println!("warning: {w}");
-    }
+    // Problems the daemon survives (it answers 451 4.3.5 instead) but `check` must not pass,
+    // such as an unknown restriction name.
+    let mut errors = print_warnings(&loaded.warnings);
     let cfg = &loaded.main;
-    let mut errors = 0;
     let mut dirs: Vec<(&str, PathBuf)> = vec![("queue_directory", cfg.queue_directory.clone())];
     if !cfg.mail_spool_directory.is_empty() {
         dirs.push((
@@ -326,6 +323,21 @@ pub fn check(source: &ConfigSource, overrides: &[(String, String)]) -> CliResult
         loaded.warnings.len()
     );
     Ok(exit::OK)
+}
+
+/// Prints load diagnostics; those that must fail `postern check` as errors. Returns how many
+/// errors it printed.
+fn print_warnings(warnings: &[postern_config::Diagnostic]) -> usize {
+    let mut errors = 0;
+    for w in warnings {
+        if w.fails_check {
+            println!("error: {w}");
+            errors += 1;
+        } else {
+            println!("warning: {w}");
+        }
+    }
+    errors
 }
 
 /// Whether `dir` exists as a writable directory or could be created: the nearest existing

@@ -83,6 +83,9 @@ pub(super) async fn process(shared: &Arc<Shared>, id: &QueueId, from: QueueDir) 
                 outcome.status_word(),
                 outcome.text
             );
+            if let Some(new) = &outcome.queued {
+                let _ = shared.tx.send(Cmd::New(new.clone()));
+            }
             rcpt.reason = Some(outcome.reason());
             let mut line = DsnRecipient::new(rcpt, outcome.status, outcome.text.clone());
             line.diagnostic = outcome.diagnostic.clone();
@@ -155,7 +158,8 @@ fn activate(spool: &Spool, id: &QueueId, from: QueueDir) -> Activated {
 }
 
 /// Groups pending recipients into jobs: one per transport and destination, and one per
-/// recipient for transports that deliver to a single recipient at a time (local).
+/// recipient for transports that deliver to a single recipient at a time (local, virtual).
+/// A message with a `filter` record goes to that transport whole (Postfix `content_filter`).
 fn plan(
     cfg: &Config,
     dest: &Destinations,
@@ -165,7 +169,7 @@ fn plan(
     let mut jobs: Vec<(Job, String)> = Vec::new();
     let mut index: HashMap<(Route, String), usize> = HashMap::new();
     for (i, rcpt) in env.pending() {
-        let route = transport::resolve(cfg, dest, &rcpt.address);
+        let route = transport::route(cfg, dest, env.filter.as_deref(), &rcpt.address);
         let dest = if route.transport.one_recipient_per_job() {
             rcpt.address.to_lowercase()
         } else {
@@ -227,7 +231,9 @@ async fn run_job(shared: Arc<Shared>, cfg: Arc<Config>, job: Job, dest: String) 
     let t = &job.route.transport;
     let (dest_slot, _process_slot) = if t.is_limited() {
         let dest_limit = match t {
-            transport::Transport::Local => cfg.local_destination_concurrency_limit,
+            transport::Transport::Local | transport::Transport::Virtual => {
+                cfg.local_destination_concurrency_limit
+            }
             _ => cfg.default_destination_concurrency_limit,
         };
         // Destination first: waiting for a busy destination must not hold a transport slot

@@ -2,7 +2,7 @@
 //!
 //! `postern sendmail` writes complete queue files into `maildrop/` without talking to the daemon,
 //! so the directory is polled every [`POLL`] and scanned at once on `QmgrHandle::pickup()`. Each
-//! file goes through `cleanup::enqueue` (header completion, limits, durable write into
+//! file goes through `cleanup::enqueue_full` (header completion, limits, durable write into
 //! `incoming/`); only after that succeeds is the maildrop file removed, so a crash in between
 //! can repeat a message, never lose it. A message cleanup refuses is returned to its sender
 //! (when the refusal is permanent) and removed; a transient refusal or a queue error leaves the
@@ -126,10 +126,18 @@ fn pickup_one(cfg: &Config, spool: &Spool, id: &QueueId) -> Picked {
         }
     };
     let sender = env.sender.clone();
-    match cleanup::enqueue(cfg, spool, env.clone(), &content) {
+    let none = cleanup::Actions::default();
+    let protocol = cleanup::Protocol::default();
+    match cleanup::enqueue_full(cfg, spool, env.clone(), &content, protocol, &none) {
         Ok(stored) => {
-            crate::info!("pickup", "{}: from=<{sender}> (maildrop {id})", stored.id);
-            removed(spool, id, Some(stored.id))
+            crate::info!(
+                "pickup",
+                "{}: from=<{sender}> (maildrop {id})",
+                stored.env.id
+            );
+            // A message content checks held or discarded is not the queue manager's business.
+            let new = (!stored.held && !stored.discarded).then_some(stored.env.id);
+            removed(spool, id, new)
         }
         Err(CleanupError::Rejected(reply)) if reply.is_transient() => {
             crate::warn!(

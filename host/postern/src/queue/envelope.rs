@@ -17,6 +17,7 @@
 //! attempts 2
 //! next 1795310191
 //! warned                              (optional flag: delay warning sent)
+//! filter smtp:[127.0.0.1]:10025       (optional; FILTER action: route every recipient there)
 //! rcpt P bob@example.com notify=FAILURE,DELAY orcpt=rfc822;bob@example.com
 //! rcpt D carol@example.com
 //! rcpt F dave@example.com reason=5.1.1+20unknown+20user
@@ -100,6 +101,9 @@ pub struct Envelope {
     pub next_attempt: u64,
     /// A delay warning DSN has been sent (`delay_warning_time`).
     pub warned: bool,
+    /// `transport:nexthop` from an access(5)/header_checks(5) `FILTER` action: the queue manager
+    /// sends every recipient there instead of routing each one (Postfix `content_filter`).
+    pub filter: Option<String>,
 }
 
 impl Envelope {
@@ -117,6 +121,7 @@ impl Envelope {
             attempts: 0,
             next_attempt: 0,
             warned: false,
+            filter: None,
         }
     }
 
@@ -170,6 +175,9 @@ impl Envelope {
         s.push_str(&format!("next {}\n", self.next_attempt));
         if self.warned {
             s.push_str("warned\n");
+        }
+        if let Some(filter) = &self.filter {
+            s.push_str(&format!("filter {}\n", xtext::encode(filter)));
         }
         for r in &self.recipients {
             let state = match r.state {
@@ -243,6 +251,7 @@ impl Envelope {
                 "attempts" => env.attempts = rest.parse().map_err(|_| "bad attempts")?,
                 "next" => env.next_attempt = rest.parse().map_err(|_| "bad next")?,
                 "warned" => env.warned = true,
+                "filter" => env.filter = Some(dec(rest)?),
                 "rcpt" => env.recipients.push(decode_rcpt(rest, &dec)?),
                 "size" => size = Some(rest.parse::<usize>().map_err(|_| "bad size")?),
                 // Unknown records from a newer version are skipped, as Postfix skips
@@ -332,6 +341,7 @@ mod tests {
         env.envid = Some("QQ 314159".into());
         env.body = Some(Body::EightBitMime);
         env.smtputf8 = true;
+        env.filter = Some("smtp:[127.0.0.1]:10025".into());
         let mut r = Recipient::new("\"john doe\"@example.com");
         r.notify = Notify::parse("SUCCESS,FAILURE");
         r.orcpt = Some(("rfc822".into(), "John+Doe@example.com".into()));

@@ -8,6 +8,7 @@ use super::io::IoError;
 use super::session::{Flow, Session};
 use crate::cleanup::{self, CleanupError, Protocol};
 use crate::queue::{Envelope, Origin};
+use crate::restrictions::Stage;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Receives the message after `354`. Only `CRLF.CRLF` ends it under
@@ -21,6 +22,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn data(&mut self) -> Result<Flow, IoError> {
         if let Some(r) = self.data_sequence() {
             return self.fail(r).await;
+        }
+        // smtpd_data_restrictions (Postfix smtpd_check_data), before the 354.
+        let facts = self.facts("DATA");
+        let verdict = self.run_stage(Stage::Data, &facts).await;
+        self.merge_actions(verdict.actions);
+        if let Some(r) = verdict.decision.reply() {
+            let r = r.clone();
+            self.log_reject("DATA", &r, None);
+            return self.refused(r).await;
         }
         self.reply(Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"))
             .await?;
@@ -102,11 +112,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         content: Vec<u8>,
         bdat_size: Option<u64>,
     ) -> Result<Flow, IoError> {
+        // smtpd_end_of_data_restrictions (Postfix smtpd_check_eod), with the message size.
+        let mut facts = self.facts("END-OF-MESSAGE");
+        facts.size = content.len() as u64;
+        let verdict = self.run_stage(Stage::EndOfData, &facts).await;
+        self.merge_actions(verdict.actions);
+        if let Some(r) = verdict.decision.reply() {
+            let r = r.clone();
+            self.log_reject("END-OF-MESSAGE", &r, None);
+            self.txn = None;
+            return self.refused(r).await;
+        }
         let Some(txn) = self.txn.take() else {
             return self
                 .fail(Reply::new(503, "5.5.1", "Error: need RCPT command"))
                 .await;
         };
+        let actions = txn.actions;
         // The reservation stays alive until cleanup has written the message: dropped earlier, its
         // pre-created file could be handed to another transaction.
         let reservation = txn.id.unwrap_or_else(|| self.ctx.spool.reserve());
@@ -131,14 +153,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let config = self.ctx.settings.config.clone();
         let spool = self.ctx.spool.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let stored = cleanup::enqueue_with(&config, &spool, env, &content, protocol);
+            let stored = cleanup::enqueue_full(&config, &spool, env, &content, protocol, &actions);
             drop(reservation);
             stored
         })
         .await;
         let reply = match result {
-            Ok(Ok(env)) => {
-                self.ctx.qmgr.new_message(env.id.clone());
+            Ok(Ok(stored)) => {
+                let env = stored.env;
+                let namaddr = self.ctx.client.namaddr();
+                // Postfix logs these from cleanup; the client is told the mail was accepted.
+                if stored.discarded {
+                    crate::info!(
+                        "smtpd",
+                        "{}: discard: END-OF-MESSAGE from {namaddr}",
+                        env.id
+                    );
+                } else if stored.held {
+                    crate::info!("smtpd", "{}: hold: END-OF-MESSAGE from {namaddr}", env.id);
+                } else {
+                    self.ctx.qmgr.new_message(env.id.clone());
+                }
                 // A delivered message forgives earlier errors (Postfix smtpd.c).
                 self.proto.error_count = 0;
                 self.proto.junk_commands = 0;

@@ -5,11 +5,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::io::IoError;
 use super::session::{Flow, Session};
+use crate::restrictions::Stage;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// `HELO name` → `250 myhostname`. Replies from now on carry no enhanced status codes
     /// (RFC 2034 §3: only clients that used EHLO may receive them).
     pub(super) async fn helo(&mut self, name: String) -> Result<Flow, IoError> {
+        if let Some(r) = self.helo_check(&name, false).await {
+            return self.refused(r).await;
+        }
         self.greeted(name, false);
         let host = self.hostname();
         self.ok(Reply::new(250, "", host)).await
@@ -17,6 +21,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// `EHLO name` → the multi-line list of extensions (in Postfix's order).
     pub(super) async fn ehlo(&mut self, name: String) -> Result<Flow, IoError> {
+        if let Some(r) = self.helo_check(&name, true).await {
+            return self.refused(r).await;
+        }
         self.greeted(name, true);
         let cfg = self.cfg();
         let caps = EhloCaps {
@@ -34,6 +41,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let reply = ehlo_reply(&cfg.myhostname, &caps);
         self.ok(reply).await
+    }
+
+    /// `smtpd_delay_reject = no`: the HELO restrictions run now; the refusal, if any.
+    async fn helo_check(&mut self, name: &str, esmtp: bool) -> Option<Reply> {
+        self.proto.helo_verdict = None;
+        if self.ctx.settings.policy.delay_reject() {
+            return None;
+        }
+        let mut facts = self.facts(if esmtp { "EHLO" } else { "HELO" });
+        facts.helo = Some(name.to_string());
+        let v = self.run_stage(Stage::Helo, &facts).await;
+        let refusal = v.decision.reply().cloned();
+        match &refusal {
+            Some(r) => self.log_reject(facts.command, r, None),
+            None => self.proto.helo_verdict = Some(v),
+        }
+        refusal
     }
 
     /// RFC 5321 §4.1.4: a HELO/EHLO in the middle of a session resets it like RSET.

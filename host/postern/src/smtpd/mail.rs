@@ -5,6 +5,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::io::IoError;
 use super::session::{Flow, Session, Transaction};
+use crate::restrictions::Stage;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn mail(&mut self, from: String, params: MailParams) -> Result<Flow, IoError> {
@@ -22,7 +23,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.log_reject_from("MAIL", &r, Some(&from), None);
             return self.fail(r).await;
         }
-        self.txn = Some(Transaction::new(from, params));
+        let mut txn = Transaction::new(from, params);
+        // smtpd_delay_reject = no: the sender restrictions run now.
+        if !self.ctx.settings.policy.delay_reject() {
+            let mut facts = self.facts("MAIL");
+            facts.sender = Some(txn.sender.clone());
+            facts.smtputf8 = txn.params.smtputf8;
+            facts.size = txn.params.size.unwrap_or(0);
+            let v = self.run_stage(Stage::Sender, &facts).await;
+            if let Some(r) = v.decision.reply() {
+                let r = r.clone();
+                self.log_reject_from("MAIL", &r, Some(&txn.sender), None);
+                return self.refused(r).await;
+            }
+            txn.sender_verdict = Some(v);
+        }
+        self.txn = Some(txn);
         self.ok(Reply::new(250, "2.1.0", "Ok")).await
     }
 
@@ -68,6 +84,9 @@ impl Transaction {
             recipients: Vec::new(),
             rcpt_tried: false,
             bdat: None,
+            sender_verdict: None,
+            early_merged: false,
+            actions: Default::default(),
         }
     }
 }

@@ -6,7 +6,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::io::IoError;
 use super::session::{Flow, Session};
-use crate::restrictions::{Decision, Facts};
+use crate::restrictions::Decision;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// RFC 5321 §4.1.1.5: abort the transaction, keep the greeting.
@@ -59,18 +59,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             );
             return self.fail(r).await;
         }
-        let decision = {
-            let facts = Facts {
-                client_addr: self.ctx.client.addr,
-                client_name: &self.ctx.client.name,
-                helo: self.proto.helo.as_deref(),
-                sender: self.txn.as_ref().map(|t| t.sender.as_str()),
-                recipient: Some(&address),
-                sasl_username: None,
-                smtputf8,
-            };
-            self.ctx.settings.policy.check_recipient(&facts)
-        };
+        let mut facts = self.facts("VRFY");
+        facts.recipient = Some(address.clone());
+        facts.smtputf8 = smtputf8;
+        let verdict = self.ctx.settings.policy.check_recipient(&facts, None).await;
+        self.log_notes(&facts, &verdict.notes);
+        let decision = verdict.decision;
         if let Decision::Reject(r) | Decision::Defer(r) = decision {
             self.log_reject("VRFY", &r, Some(&address));
             return self.fail(r).await;

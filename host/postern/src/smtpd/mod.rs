@@ -16,6 +16,7 @@
 //! [`crate::cleanup`]. smtpd never writes the spool itself.
 
 mod bdat;
+mod checks;
 mod data;
 mod ehlo;
 mod io;
@@ -159,6 +160,11 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        // Tables changed on disk (`postern map build`): new sessions see the new contents.
+        if settings.policy.is_stale() {
+            crate::info!("smtpd", "lookup table has changed -- reloading");
+            settings = Settings::new(settings.config.clone());
+        }
         let client = ClientInfo::new(peer.ip(), peer.port());
         let ctx = SessionContext {
             settings: settings.clone(),

@@ -6,7 +6,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::io::IoError;
 use super::session::{Flow, Session};
 use crate::queue::Recipient;
-use crate::restrictions::{Decision, Facts};
+use crate::restrictions::Decision;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn rcpt(&mut self, to: String, params: RcptParams) -> Result<Flow, IoError> {
@@ -25,21 +25,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 .fail(Reply::new(452, "4.5.3", "Error: too many recipients"))
                 .await;
         }
-        let decision = {
-            let facts = Facts {
-                client_addr: self.ctx.client.addr,
-                client_name: &self.ctx.client.name,
-                helo: self.proto.helo.as_deref(),
-                sender: Some(&txn.sender),
-                recipient: Some(&to),
-                sasl_username: None,
-                smtputf8: txn.params.smtputf8,
-            };
-            self.ctx.settings.policy.check_recipient(&facts)
-        };
+        let mut facts = self.facts("RCPT");
+        facts.recipient = Some(to.clone());
+        let decision = self.check_rcpt(&facts).await;
         if let Decision::Reject(r) | Decision::Defer(r) = decision {
             self.log_reject("RCPT", &r, Some(&to));
-            return self.fail(r).await;
+            return self.refused(r).await;
         }
         let namaddr = self.ctx.client.namaddr();
         let Some(txn) = self.txn.as_mut() else {

@@ -23,6 +23,7 @@ use super::stats::{stats_name, verb_upper, Stats};
 use super::Settings;
 use crate::qmgr::QmgrHandle;
 use crate::queue::{Recipient, Reservation, Spool};
+use crate::restrictions::{Actions, Stage, Verdict};
 
 /// Postfix `smtpd_junk_command_limit` (default 100): after this many HELO/EHLO/RSET/NOOP/VRFY/
 /// ETRN commands without delivering mail, each one also counts as an error, so that a client
@@ -37,6 +38,8 @@ pub struct ClientInfo {
     pub port: u16,
     /// Verified host name; `unknown` until reverse DNS exists (Postfix's word for "none").
     pub name: String,
+    /// Unverified reverse (PTR) name, `unknown` when there is none.
+    pub reverse_name: String,
 }
 
 impl ClientInfo {
@@ -45,6 +48,7 @@ impl ClientInfo {
             addr: addr.to_canonical(),
             port,
             name: "unknown".to_string(),
+            reverse_name: "unknown".to_string(),
         }
     }
 
@@ -88,6 +92,17 @@ pub(super) struct ProtocolState {
     /// Message bytes received in the current DATA/BDAT (for the lost-connection log line).
     pub data_bytes: u64,
     pub stats: Stats,
+    /// The client restrictions' verdict, once evaluated (at connect with
+    /// `smtpd_delay_reject = no`, else at the first RCPT TO).
+    pub client_verdict: Option<Verdict>,
+    /// The HELO restrictions' verdict for the current HELO name.
+    pub helo_verdict: Option<Verdict>,
+    /// `smtpd_delay_reject = no` and the client restrictions refused the client: every command
+    /// but QUIT gets `503 5.7.0 Error: access denied for <client>`.
+    pub access_denied: Option<Reply>,
+    /// The current command arrived before the previous reply was sent without PIPELINING
+    /// having been negotiated (`reject_unauth_pipelining`).
+    pub unauth_pipelining: bool,
 }
 
 /// The mail transaction in progress: MAIL FROM, accepted RCPTs and, during BDAT, the content.
@@ -102,6 +117,12 @@ pub(super) struct Transaction {
     pub rcpt_tried: bool,
     /// Content of BDAT chunks received so far; `Some` once the first chunk arrived.
     pub bdat: Option<super::bdat::Chunks>,
+    /// The sender restrictions' verdict, once evaluated.
+    pub sender_verdict: Option<Verdict>,
+    /// The client/HELO/sender verdicts' actions were merged into `actions`.
+    pub early_merged: bool,
+    /// Side effects the restrictions asked for, handed to cleanup with the message.
+    pub actions: Actions,
 }
 
 /// Result of one command, for error counting and statistics.
@@ -164,6 +185,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 stage: "CONNECT",
                 data_bytes: 0,
                 stats: Stats::default(),
+                client_verdict: None,
+                helo_verdict: None,
+                access_denied: None,
+                unauth_pipelining: false,
             },
             txn: None,
             ctx,
@@ -180,8 +205,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Runs the whole conversation: greeting, commands until QUIT, disconnect or a limit.
     pub async fn run(mut self) {
+        // Postfix looks the client up before it logs the connection: PTR, then the forward
+        // lookup that must lead back to the address ("unknown" otherwise).
+        if let Some(resolver) = self.ctx.settings.policy.resolver().cloned() {
+            let (name, reverse) =
+                crate::dns::client_names(resolver.as_ref(), self.ctx.client.addr).await;
+            self.ctx.client.name = name;
+            self.ctx.client.reverse_name = reverse;
+        }
         crate::info!("smtpd", "connect from {}", self.ctx.client.namaddr());
-        let banner = Reply::new(220, "", self.cfg().smtpd_banner.clone());
+        let mut banner = Reply::new(220, "", self.cfg().smtpd_banner.clone());
+        // smtpd_delay_reject = no: the client restrictions run now; a refusal replaces the
+        // greeting (RFC 5321 §3.1 allows a 554 greeting) and later commands get 503.
+        if !self.ctx.settings.policy.delay_reject() {
+            let facts = self.facts("CONNECT");
+            let v = self.run_stage(Stage::Client, &facts).await;
+            if let Some(r) = v.decision.reply() {
+                self.log_reject("CONNECT", r, None);
+                self.proto.access_denied = Some(r.clone());
+                self.proto.error_count += 1;
+                banner = r.clone();
+            }
+            self.proto.client_verdict = Some(v);
+        }
         let ending = match self.send(banner).await {
             Ok(()) => self.command_loop().await,
             Err(e) => ending_of(e),
@@ -248,6 +294,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let smtputf8 =
             self.cfg().smtputf8_enable && self.txn.as_ref().is_some_and(|t| t.params.smtputf8);
         let verb = stats_name(line);
+        // RFC 2920 §3.2: without PIPELINING (HELO clients) a client must wait for each reply;
+        // DATA must always be the last command of a group.
+        self.proto.unauth_pipelining =
+            !self.io.pending().is_empty() && (!self.proto.esmtp || verb == "data");
+        if self.proto.access_denied.is_some() && verb != "quit" {
+            self.proto.stats.count(verb, false);
+            let r = Reply::new(
+                503,
+                "5.7.0",
+                format!("Error: access denied for {}", self.ctx.client.namaddr()),
+            );
+            return self.fail(r).await;
+        }
         if verb == "rcpt" {
             if let Some(t) = self.txn.as_mut() {
                 t.rcpt_tried = true;
@@ -398,6 +457,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(Flow::Error)
     }
 
+    /// Replies with a restriction's refusal; 421 and 521 (an access(5) `421 text`) also end
+    /// the session, as in Postfix.
+    pub(super) async fn refused(&mut self, reply: Reply) -> Result<Flow, IoError> {
+        let closes = reply.closes_connection();
+        self.reply(reply).await?;
+        Ok(if closes { Flow::Close } else { Flow::Error })
+    }
+
     /// `<code> 5.5.2 <host> Error: bare <LF> received` (Postfix 3.9 smtpd, code from
     /// `smtpd_forbid_bare_newline_reject_code`).
     pub(super) fn bare_newline_reply(&self) -> Reply {
@@ -434,8 +501,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         from: Option<&str>,
         to: Option<&str>,
     ) {
+        self.log_event("reject", stage, &reply.to_string(), from, to);
+    }
+
+    /// `<qid>: <kind>: <STAGE> from <client>: <text>; from=<…> to=<…> proto=… helo=<…>`, the
+    /// shape of Postfix's reject, warn, hold, discard, … lines.
+    pub(super) fn log_event(
+        &self,
+        kind: &str,
+        stage: &str,
+        text: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) {
         let mut line = format!(
-            "{}: reject: {stage} from {}: {reply};",
+            "{}: {kind}: {stage} from {}: {text};",
             self.queue_id_or_noqueue(),
             self.ctx.client.namaddr()
         );

@@ -10,8 +10,16 @@
 //! mbox files are not implemented: such recipients are deferred with `4.3.0 mbox delivery not
 //! implemented` so that nothing is lost while the administrator switches to Maildir.
 //!
+//! Before that, the local part is expanded through `alias_maps` ([`super::alias`]): mailbox
+//! targets are delivered here, `/file` targets by [`super::file`], `|command` targets by
+//! [`super::pipe`], and other addresses are forwarded in one new message queued through
+//! cleanup (with a `Delivered-To:` header; a message that already carries `Delivered-To:` for
+//! this recipient bounces as a forwarding loop, `5.4.6`, as in Postfix). The recipient's result
+//! is the worst of its targets' results: any deferral defers it (the targets that succeeded
+//! are delivered again at the retry), else any bounce bounces it.
+//!
 //! The user is the address's local part, lowercased, with the `recipient_delimiter` extension
-//! removed (`Bob+lists@…` → `bob`). Aliases, `.forward`, `mailbox_command` and delivery as the
+//! removed (`Bob+lists@…` → `bob`). `.forward`, `mailbox_command` and delivery as the
 //! recipient's uid are not implemented: files are written with the daemon's own uid.
 
 use std::path::{Path, PathBuf};
@@ -19,7 +27,8 @@ use std::path::{Path, PathBuf};
 use postern_config::Config;
 use postern_proto::EnhancedCode;
 
-use super::{maildir, DestinationSlot, Job, Outcome};
+use super::alias::{Expander, Target};
+use super::{file, maildir, pipe, DestinationSlot, Job, Outcome};
 use crate::queue::{Envelope, Recipient};
 
 const RELAY: &str = "local";
@@ -54,15 +63,185 @@ pub fn deliver(
         Ok(u) => u,
         Err(o) => return o,
     };
-    let dir = match mailbox_path(cfg, passwd, &user) {
-        Ok(d) => d,
+    if cfg.alias_maps.is_empty() {
+        return deliver_mailbox(cfg, passwd, env, content, rcpt, &user, slot);
+    }
+    if delivered_to(content, &rcpt.address) {
+        return Outcome::bounce(
+            EnhancedCode::new(5, 4, 6),
+            RELAY,
+            format!("mail forwarding loop for {}", one_line(&rcpt.address)),
+        );
+    }
+    let tables = match crate::cleanup::tables::open(&cfg.alias_maps) {
+        Ok(t) => t,
+        Err(e) => {
+            let text = format!("alias_maps lookup: {e}");
+            return Outcome::defer(EnhancedCode::new(4, 3, 0), RELAY, text);
+        }
+    };
+    let is_local = |d: &str| crate::cleanup::rewrite::is_local_domain(cfg, d);
+    let (local, _) = crate::address::split_address(&rcpt.address);
+    let expander = Expander {
+        cfg,
+        tables: &tables,
+        is_local: &is_local,
+    };
+    let targets = match expander.expand(local) {
+        Ok(t) => t,
         Err(o) => return o,
     };
-    let head = format!(
+    if let [Target::Mailbox(u)] = targets.as_slice() {
+        if *u == user {
+            return deliver_mailbox(cfg, passwd, env, content, rcpt, &user, slot);
+        }
+    }
+    let head = delivery_head(env, rcpt);
+    let mut outcomes = Vec::with_capacity(targets.len());
+    let mut forward = Vec::new();
+    for t in targets {
+        let o = match t {
+            Target::Mailbox(u) => match mailbox_user(&u, "") {
+                Ok(u) => deliver_mailbox(cfg, passwd, env, content, rcpt, &u, slot),
+                Err(o) => o,
+            },
+            Target::Forward(a) => {
+                forward.push(a);
+                continue;
+            }
+            Target::File(p) => file::deliver(&p, &cfg.myhostname, &env.sender, &head, content),
+            Target::Command(c) => {
+                let mut msg = file::from_line(&env.sender).into_bytes();
+                msg.extend_from_slice(head.as_bytes());
+                maildir::crlf_to_lf(content, &mut msg);
+                let original = rcpt.orcpt.as_ref().map_or(&rcpt.address, |(_, a)| a);
+                let who = pipe::Env {
+                    sender: &env.sender,
+                    recipient: &rcpt.address,
+                    original,
+                    delimiter: &cfg.recipient_delimiter,
+                };
+                pipe::deliver(&c, &msg, &who, pipe::TIME_LIMIT)
+            }
+            Target::Refused(text) => Outcome::bounce(EnhancedCode::new(5, 7, 1), RELAY, text),
+        };
+        outcomes.push(o);
+    }
+    if !forward.is_empty() {
+        outcomes.push(forward_to(cfg, env, content, rcpt, forward));
+    }
+    worst(outcomes)
+}
+
+/// Queues a copy of the message for `to` (an alias naming remote addresses), marked with
+/// `Delivered-To:` so that a forwarding loop is found when it comes back.
+fn forward_to(
+    cfg: &Config,
+    env: &Envelope,
+    content: &[u8],
+    rcpt: &Recipient,
+    to: Vec<String>,
+) -> Outcome {
+    let spool = match crate::queue::Spool::open(&cfg.queue_directory) {
+        Ok(s) => s,
+        Err(e) => {
+            let text = format!("cannot open queue to forward mail: {e}");
+            return Outcome::defer(EnhancedCode::new(4, 3, 0), RELAY, text);
+        }
+    };
+    let mut new = Envelope::new(
+        crate::queue::QueueId::generate(),
+        env.sender.clone(),
+        env.origin.clone(),
+    );
+    new.smtputf8 = env.smtputf8;
+    new.body = env.body;
+    new.recipients = to.iter().map(Recipient::new).collect();
+    let actions = crate::cleanup::Actions {
+        prepend: vec![format!("Delivered-To: {}", one_line(&rcpt.address))],
+        ..Default::default()
+    };
+    let protocol = crate::cleanup::Protocol::default();
+    match crate::cleanup::enqueue_full(cfg, &spool, new, content, protocol, &actions) {
+        Ok(stored) => {
+            let id = stored.env.id.clone();
+            crate::info!(
+                "local",
+                "{}: forwarded as {id} to {}",
+                env.id,
+                to.join(", ")
+            );
+            let mut o = Outcome::sent(RELAY, format!("forwarded as {id}"));
+            if !stored.held && !stored.discarded {
+                o.queued = Some(id);
+            }
+            o
+        }
+        Err(crate::cleanup::CleanupError::Rejected(r)) => {
+            let status = r.enhanced.unwrap_or(EnhancedCode::new(4, 3, 0));
+            Outcome::bounce(status, RELAY, format!("cannot forward: {r}"))
+        }
+        Err(e) => Outcome::defer(
+            EnhancedCode::new(4, 3, 0),
+            RELAY,
+            format!("cannot forward: {e}"),
+        ),
+    }
+}
+
+/// One result for a recipient that expanded to several targets: a deferral wins (the message
+/// stays queued), then a bounce, else the delivery succeeded.
+fn worst(outcomes: Vec<Outcome>) -> Outcome {
+    let pick = |pred: fn(&Outcome) -> bool| outcomes.iter().find(|o| pred(o)).cloned();
+    let queued = outcomes.iter().find_map(|o| o.queued.clone());
+    let mut o = pick(Outcome::is_deferred)
+        .or_else(|| pick(Outcome::is_bounced))
+        .or_else(|| {
+            let texts: Vec<&str> = outcomes.iter().map(|o| o.text.as_str()).collect();
+            Some(Outcome::sent(RELAY, texts.join("; ")))
+        })
+        .unwrap_or_else(|| Outcome::sent(RELAY, "delivered"));
+    o.queued = queued;
+    o
+}
+
+/// True when the header section already has `Delivered-To: address`.
+fn delivered_to(content: &[u8], address: &str) -> bool {
+    let end = content
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(content.len());
+    String::from_utf8_lossy(&content[..end])
+        .split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .any(|(n, v)| {
+            n.eq_ignore_ascii_case("delivered-to") && v.trim().eq_ignore_ascii_case(address)
+        })
+}
+
+fn delivery_head(env: &Envelope, rcpt: &Recipient) -> String {
+    format!(
         "Return-Path: <{}>\nDelivered-To: {}\n",
         one_line(&env.sender),
         one_line(&rcpt.address)
-    );
+    )
+}
+
+/// Maildir delivery to local user `user`'s mailbox.
+fn deliver_mailbox(
+    cfg: &Config,
+    passwd: &Path,
+    env: &Envelope,
+    content: &[u8],
+    rcpt: &Recipient,
+    user: &str,
+    slot: &mut DestinationSlot,
+) -> Outcome {
+    let dir = match mailbox_path(cfg, passwd, user) {
+        Ok(d) => d,
+        Err(o) => return o,
+    };
+    let head = delivery_head(env, rcpt);
     let mut written = || drop(slot.take());
     match maildir::deliver(
         &dir,

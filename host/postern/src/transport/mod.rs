@@ -5,8 +5,9 @@
 //! recipient. Transports never touch the queue: recording results, retrying and bouncing are the
 //! queue manager's job (as in Postfix, where delivery agents only report to qmgr).
 //!
-//! Delivery agents present in this version: [`Transport::Local`] (Maildir), [`Transport::Discard`]
-//! and [`Transport::Error`]. Remote delivery (`smtp`, `relay`, `lmtp`) is not implemented yet: such
+//! Delivery agents present in this version: [`Transport::Local`] (aliases, Maildir, files and
+//! commands), [`Transport::Virtual`] (Maildir for `virtual_mailbox_domains`),
+//! [`Transport::Discard`] and [`Transport::Error`]. Remote delivery (`smtp`, `relay`, `lmtp`) is not implemented yet: such
 //! recipients are deferred with `4.3.0` so that the mail stays queued instead of being lost.
 
 use std::sync::Arc;
@@ -16,13 +17,17 @@ use postern_proto::EnhancedCode;
 
 use crate::queue::Envelope;
 
+pub mod alias;
 pub mod discard;
 pub mod error;
+pub mod file;
 pub mod local;
 pub mod maildir;
+pub mod pipe;
 pub mod resolve;
+pub mod virtual_mailbox;
 
-pub use resolve::{resolve, Route};
+pub use resolve::{resolve, route, Route};
 
 /// A delivery agent, named as in Postfix `master.cf` (`local`, `smtp`, …).
 ///
@@ -32,6 +37,8 @@ pub use resolve::{resolve, Route};
 pub enum Transport {
     /// local(8): final delivery to a Maildir of a local user.
     Local,
+    /// virtual(8): Maildir delivery for `virtual_mailbox_domains`.
+    Virtual,
     /// discard(8): report success without delivering; the next hop is the log text.
     Discard,
     /// error(8): bounce every recipient; the next hop is the bounce text.
@@ -51,6 +58,7 @@ impl Transport {
     pub fn from_name(name: &str) -> Transport {
         match name.to_ascii_lowercase().as_str() {
             "local" => Transport::Local,
+            "virtual" => Transport::Virtual,
             "discard" => Transport::Discard,
             "error" => Transport::Error,
             // Postfix's stock master.cf runs `relay` as another instance of smtp(8).
@@ -64,6 +72,7 @@ impl Transport {
     pub fn name(&self) -> &str {
         match self {
             Transport::Local => "local",
+            Transport::Virtual => "virtual",
             Transport::Discard => "discard",
             Transport::Error => "error",
             Transport::Smtp => "smtp",
@@ -77,6 +86,7 @@ impl Transport {
     pub fn service(&self) -> &'static str {
         match self {
             Transport::Local => "local",
+            Transport::Virtual => "virtual",
             Transport::Discard => "discard",
             Transport::Error => "error",
             Transport::Smtp | Transport::Lmtp | Transport::Unknown(_) => "qmgr",
@@ -86,13 +96,16 @@ impl Transport {
     /// Whether deliveries hold real resources (processes, sockets, disk) and so count against the
     /// per-transport and per-destination concurrency limits.
     pub fn is_limited(&self) -> bool {
-        matches!(self, Transport::Local | Transport::Smtp | Transport::Lmtp)
+        matches!(
+            self,
+            Transport::Local | Transport::Virtual | Transport::Smtp | Transport::Lmtp
+        )
     }
 
     /// Whether every job carries exactly one recipient. Postfix's `local_destination_recipient_limit`
     /// is 1, so the local "destination" for concurrency purposes is the recipient itself.
     pub fn one_recipient_per_job(&self) -> bool {
-        matches!(self, Transport::Local)
+        matches!(self, Transport::Local | Transport::Virtual)
     }
 }
 
@@ -110,6 +123,9 @@ pub struct Outcome {
     /// RFC 3464 `Diagnostic-Code` when a remote server gave one (`smtp; 550 5.1.1 …`). Locally
     /// produced results leave it empty and the DSN shows `X-Postern; text`.
     pub diagnostic: Option<String>,
+    /// A message this delivery queued (local(8) forwarding an alias to other addresses): the
+    /// queue manager schedules it.
+    pub queued: Option<crate::queue::QueueId>,
 }
 
 impl Outcome {
@@ -134,6 +150,7 @@ impl Outcome {
             text: text.into(),
             relay: relay.to_string(),
             diagnostic: None,
+            queued: None,
         }
     }
 
@@ -201,6 +218,22 @@ pub async fn deliver(cfg: Arc<Config>, job: &Job, slot: DestinationSlot) -> Vec<
                 ],
             }
         }
+        Transport::Virtual => {
+            let job = job.clone();
+            let n = job.rcpts.len();
+            let run = move || virtual_mailbox::deliver_job(&cfg, &job, slot);
+            match tokio::task::spawn_blocking(run).await {
+                Ok(outcomes) => outcomes,
+                Err(e) => vec![
+                    Outcome::defer(
+                        EnhancedCode::new(4, 3, 0),
+                        "virtual",
+                        format!("virtual delivery agent failed: {e}"),
+                    );
+                    n
+                ],
+            }
+        }
         Transport::Discard => job
             .rcpts
             .iter()
@@ -246,9 +279,10 @@ mod tests {
         assert_eq!(Transport::from_name("local"), Transport::Local);
         assert_eq!(Transport::from_name("relay"), Transport::Smtp);
         assert_eq!(Transport::from_name("SMTP"), Transport::Smtp);
+        assert_eq!(Transport::from_name("virtual"), Transport::Virtual);
         assert_eq!(
-            Transport::from_name("virtual"),
-            Transport::Unknown("virtual".into())
+            Transport::from_name("uucp"),
+            Transport::Unknown("uucp".into())
         );
     }
 

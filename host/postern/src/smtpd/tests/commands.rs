@@ -242,7 +242,7 @@ async fn soft_bounce_turns_rejections_into_deferrals() {
 async fn unknown_local_users_are_rejected() {
     let spool = TempSpool::new("smtpd-users");
     let mut d = ehlo_session(
-        &[("local_recipient_maps", "inline:{user}")],
+        &[("local_recipient_maps", "inline:{user=1}")],
         &spool,
         OUTSIDER,
     )

@@ -3,6 +3,7 @@
 
 mod commands;
 mod content;
+mod restrictions;
 mod serve;
 
 use super::testkit::{config, Dialog, TempSpool};

@@ -1,0 +1,132 @@
+//! The lookup tables restriction lists name (`check_*_access type:table`) and the table lists
+//! of recipient validation, opened once per configuration epoch.
+//!
+//! A table that cannot be opened does not stop smtpd: the element that names it answers
+//! `451 4.3.5 Server configuration error` (and the problem is logged), so mail waits in the
+//! client's queue until an administrator fixes it instead of being let through or bounced.
+
+use std::collections::HashMap;
+
+use postern_maps::{OpenCtx, Tables};
+
+/// Table lists by their `type:name` text.
+#[derive(Clone, Debug, Default)]
+pub struct TableSet {
+    tables: HashMap<String, Result<Tables, String>>,
+}
+
+impl TableSet {
+    /// Opens `spec` once; later calls return the same tables (or the same error).
+    pub fn open(&mut self, spec: &str) -> Result<Tables, String> {
+        self.tables
+            .entry(spec.to_string())
+            .or_insert_with(|| open_list(spec))
+            .clone()
+    }
+
+    /// True when a table's files changed since it was opened (Postfix smtpd processes exit
+    /// and restart for that; Postern rebuilds the policy for new sessions).
+    pub fn is_stale(&self) -> bool {
+        self.tables
+            .values()
+            .any(|t| t.as_ref().is_ok_and(Tables::is_stale))
+    }
+
+    /// A table opened earlier, or opened now (an access-table result may name a table no list
+    /// mentions; it is opened for this lookup only).
+    pub fn get(&self, spec: &str) -> Result<Tables, String> {
+        match self.tables.get(spec) {
+            Some(t) => t.clone(),
+            None => open_list(spec),
+        }
+    }
+}
+
+/// Opens a table list, logging what is wrong with it.
+pub fn open_list(spec: &str) -> Result<Tables, String> {
+    match Tables::open(spec, &OpenCtx::new()) {
+        Ok(t) => {
+            for w in t.warnings() {
+                crate::warn!("smtpd", "{w}");
+            }
+            Ok(t)
+        }
+        Err(e) => {
+            crate::warn!("smtpd", "{e}");
+            Err(e.to_string())
+        }
+    }
+}
+
+/// Opens a main.cf table-list parameter as the config crate split it; an empty list is `None`.
+pub fn open_param(name: &str, items: &[String]) -> Result<Option<Tables>, String> {
+    let specs = regroup(items);
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    let joined = specs.join(", ");
+    open_list(&joined)
+        .map(Some)
+        .map_err(|e| format!("{name}: {e}"))
+}
+
+/// Puts back together the items of `inline:{ a=1, b=2 }` that splitting a list on commas and
+/// white space took apart: `["inline:{", "a=1", "b=2", "}"]` → `["inline:{ a=1, b=2 }"]`.
+pub fn regroup(items: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut depth = 0usize;
+    for item in items {
+        if depth > 0 {
+            if let Some(last) = out.last_mut() {
+                let sep = if last.ends_with('{') || item.starts_with('}') {
+                    " "
+                } else {
+                    ", "
+                };
+                last.push_str(sep);
+                last.push_str(item);
+            }
+        } else {
+            out.push(item.clone());
+        }
+        depth += item.matches('{').count();
+        depth = depth.saturating_sub(item.matches('}').count());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(v: &str) -> Vec<String> {
+        postern_config::parse_list(v)
+    }
+
+    #[test]
+    fn inline_tables_are_put_back_together() {
+        assert_eq!(
+            regroup(&items(
+                "check_sender_access inline:{ a@b=REJECT, c=OK } permit"
+            )),
+            vec![
+                "check_sender_access",
+                "inline:{ a@b=REJECT, c=OK }",
+                "permit"
+            ]
+        );
+        let split: Vec<String> = ["inline:{x=1", "y=2}"].map(String::from).to_vec();
+        assert_eq!(regroup(&split), vec!["inline:{x=1, y=2}"]);
+    }
+
+    #[test]
+    fn broken_tables_are_errors_not_empty() {
+        let mut set = TableSet::default();
+        assert!(set.open("hash:/nonexistent/postern-test").is_err());
+        let t = set.open("inline:{ a=1 }").expect("inline");
+        assert_eq!(
+            t.find("a", postern_maps::Scope::Full),
+            Ok(Some("1".to_string()))
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! Restriction stages as smtpd runs them: connect-time refusal without `smtpd_delay_reject`,
+//! DATA and end-of-data lists, unauthorized pipelining and access replies that hang up.
+
+use super::{ehlo_session, envelope, OUTSIDER};
+use crate::smtpd::testkit::{config, Dialog, TempSpool};
+
+#[tokio::test]
+async fn client_refused_at_connect_without_delay_reject() {
+    let spool = TempSpool::new("smtpd-connect-reject");
+    let cfg = config(&[
+        ("smtpd_delay_reject", "no"),
+        (
+            "smtpd_client_restrictions",
+            "check_client_access inline:{ 192.0.2=REJECT }",
+        ),
+    ]);
+    let mut d = Dialog::start(cfg, &spool, OUTSIDER).await;
+    assert!(
+        d.greeting
+            .starts_with("554 5.7.1 <unknown[192.0.2.10]>: Client host rejected: Access denied"),
+        "{}",
+        d.greeting
+    );
+    d.cmd(
+        "EHLO client.example.org",
+        "503 5.7.0 Error: access denied for unknown[192.0.2.10]",
+    )
+    .await;
+    d.cmd("QUIT", "221").await;
+}
+
+#[tokio::test]
+async fn data_and_end_of_data_restrictions() {
+    let spool = TempSpool::new("smtpd-data-restr");
+    let mut d = ehlo_session(
+        &[("smtpd_data_restrictions", "reject_multi_recipient_bounce")],
+        &spool,
+        OUTSIDER,
+    )
+    .await;
+    d.cmd("MAIL FROM:<>", "250").await;
+    d.cmd("RCPT TO:<user@localhost>", "250").await;
+    d.cmd("RCPT TO:<postmaster@localhost>", "250").await;
+    d.cmd(
+        "DATA",
+        "550 5.5.3 <DATA>: Data command rejected: Multi-recipient bounce",
+    )
+    .await;
+
+    let mut d = ehlo_session(
+        &[(
+            "smtpd_end_of_data_restrictions",
+            "check_sender_access inline:{ alice@example.org=REJECT }",
+        )],
+        &spool,
+        OUTSIDER,
+    )
+    .await;
+    envelope(&mut d).await;
+    d.cmd("DATA", "354").await;
+    d.send(b"Subject: x\r\n\r\nhi\r\n.\r\n").await;
+    let r = d.reply().await;
+    assert!(
+        r.starts_with("554 5.7.1 <alice@example.org>: Sender address rejected: Access denied"),
+        "{r}"
+    );
+    assert!(spool.incoming().is_empty());
+}
+
+#[tokio::test]
+async fn unauthorized_pipelining_is_refused() {
+    let spool = TempSpool::new("smtpd-pipelining");
+    let cfg = config(&[("smtpd_data_restrictions", "reject_unauth_pipelining")]);
+    let mut d = Dialog::start(cfg, &spool, OUTSIDER).await;
+    d.cmd("EHLO client.example.org", "250").await;
+    envelope(&mut d).await;
+    // DATA and the message in one packet, before the 354.
+    d.send(b"DATA\r\nSubject: x\r\n\r\nhi\r\n.\r\n").await;
+    let r = d.reply().await;
+    assert!(
+        r.starts_with(
+            "503 5.5.0 <DATA>: Data command rejected: Improper use of SMTP command pipelining"
+        ),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn access_421_hangs_up() {
+    let spool = TempSpool::new("smtpd-421");
+    let mut d = ehlo_session(
+        &[(
+            "smtpd_recipient_restrictions",
+            "check_recipient_access inline:{ {x@localhost=421 go away} }, \
+             reject_unauth_destination",
+        )],
+        &spool,
+        OUTSIDER,
+    )
+    .await;
+    d.cmd("MAIL FROM:<a@example.org>", "250").await;
+    d.cmd(
+        "RCPT TO:<x@localhost>",
+        "421 4.7.1 <x@localhost>: Recipient address rejected: go away",
+    )
+    .await;
+    assert!(d.closed().await);
+}
