@@ -303,8 +303,32 @@ class Postern(Server):
             f"maillog_file = {w}/maillog\n"
             "smtpd_client_connection_count_limit = 0\n"
             "default_process_limit = 200\n"
+            + (self.restriction_lines() if self.args.restrictions else "")
         )
         (w / "etc" / "master.cf").write_text(f"127.0.0.1:{self.port} inet n - n - - smtpd\n")
+
+    def restriction_lines(self) -> str:
+        """--restrictions: a 10-element recipient restriction list with two hash: lookups, each
+        table 1000 entries that do not match the load (issue 3's benchmark)."""
+        etc = self.work / "etc"
+        for name, fmt in (("client_access", "192.0.{}.{} REJECT"), ("sender_access", "user{}@spam{}.example REJECT")):
+            rows = [fmt.format(i // 256, i % 256) for i in range(1000)]
+            (etc / name).write_text("\n".join(rows) + "\n")
+            subprocess.run([str(self.args.postern), "map", "build", f"hash:{etc / name}"], check=True,
+                           stdout=subprocess.DEVNULL)
+        return (
+            "smtpd_recipient_restrictions =\n"
+            "    reject_non_fqdn_sender,\n"
+            "    reject_invalid_helo_hostname,\n"
+            "    reject_unlisted_recipient,\n"
+            f"    check_client_access hash:{etc}/client_access,\n"
+            f"    check_sender_access hash:{etc}/sender_access,\n"
+            "    reject_multi_recipient_bounce,\n"
+            "    reject_unauth_pipelining,\n"
+            "    permit_mynetworks,\n"
+            "    reject_unauth_destination,\n"
+            "    permit\n"
+        )
 
     def command(self) -> list[str]:
         return [str(self.args.postern), "-c", str(self.work / "etc"), "run"]
@@ -712,6 +736,8 @@ def parse_args() -> argparse.Namespace:
                    help="runs per cell; the run with the median delivered msg/s is reported (1)")
     p.add_argument("--skip-postfix", action="store_true", help="do not run Postfix")
     p.add_argument("--skip-postern", action="store_true", help="do not run Postern (check the Postfix side)")
+    p.add_argument("--restrictions", action="store_true",
+                   help="give Postern a 10-element smtpd_recipient_restrictions list with two hash: lookups")
     p.add_argument("--keep", action="store_true", help="keep the work directories (config, queue, Maildir, logs)")
     p.add_argument("--json", type=Path, help="write all results to this file")
     p.add_argument("--tmpdir", help="parent of the work directories (its filesystem decides fsync cost)")

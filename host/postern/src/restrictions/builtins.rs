@@ -165,7 +165,7 @@ pub fn policy_attributes(f: &Facts) -> Vec<(&'static str, String)> {
         ("client_address", f.client_addr.to_string()),
         ("client_name", f.client_name.clone()),
         ("reverse_client_name", f.reverse_client_name.clone()),
-        ("instance", opt(&f.queue_id)),
+        ("instance", f.instance.clone()),
         ("sasl_method", String::new()),
         ("sasl_username", opt(&f.sasl_username)),
         ("sasl_sender", String::new()),

@@ -30,6 +30,8 @@ pub struct Facts {
     /// PIPELINING (RFC 2920 §3.2).
     pub unauth_pipelining: bool,
     pub queue_id: Option<String>,
+    /// Identifies the mail transaction across its policy requests (Postfix `instance`).
+    pub instance: String,
     /// SIZE= of MAIL FROM, or the message size at end of data.
     pub size: u64,
     /// SMTP command being checked (`CONNECT`, `HELO`, `MAIL`, `RCPT`, `DATA`,
@@ -53,6 +55,7 @@ impl Facts {
             recipient_count: 0,
             unauth_pipelining: false,
             queue_id: None,
+            instance: String::new(),
             size: 0,
             command: "RCPT",
             esmtp: true,

@@ -75,6 +75,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 }
 
+/// A value unique to each transaction of this process: `pid.time.sequence` in hex, the shape of
+/// Postfix's policy `instance` attribute.
+fn next_instance() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{:x}.{:x}.{:x}",
+        std::process::id(),
+        crate::time::now_secs(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 impl Transaction {
     pub(super) fn new(sender: String, params: MailParams) -> Transaction {
         Transaction {
@@ -84,6 +97,7 @@ impl Transaction {
             recipients: Vec::new(),
             rcpt_tried: false,
             bdat: None,
+            instance: next_instance(),
             sender_verdict: None,
             early_merged: false,
             actions: Default::default(),

@@ -117,6 +117,8 @@ pub(super) struct Transaction {
     pub rcpt_tried: bool,
     /// Content of BDAT chunks received so far; `Some` once the first chunk arrived.
     pub bdat: Option<super::bdat::Chunks>,
+    /// Postfix's policy `instance`: the same for every request of this transaction.
+    pub instance: String,
     /// The sender restrictions' verdict, once evaluated.
     pub sender_verdict: Option<Verdict>,
     /// The client/HELO/sender verdicts' actions were merged into `actions`.

@@ -106,3 +106,36 @@ async fn access_421_hangs_up() {
     .await;
     assert!(d.closed().await);
 }
+
+#[tokio::test]
+async fn delayed_lists_see_each_recipient() {
+    let spool = TempSpool::new("smtpd-delayed");
+    let mut d = ehlo_session(
+        &[(
+            "smtpd_sender_restrictions",
+            "check_recipient_access inline:{ x@localhost=REJECT }, \
+             check_sender_access inline:{ {alice@example.org=PREPEND X-Once: yes} }",
+        )],
+        &spool,
+        OUTSIDER,
+    )
+    .await;
+    envelope(&mut d).await;
+    d.cmd(
+        "RCPT TO:<x@localhost>",
+        "554 5.7.1 <x@localhost>: Recipient address rejected: Access denied",
+    )
+    .await;
+    d.cmd("RCPT TO:<postmaster@localhost>", "250").await;
+    d.cmd("DATA", "354").await;
+    d.send(b"Subject: x\r\n\r\nhi\r\n.\r\n").await;
+    let r = d.reply().await;
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    let ids = spool.incoming();
+    assert_eq!(ids.len(), 1);
+    let (_, content) = spool
+        .load(crate::queue::QueueDir::Incoming, &ids[0])
+        .expect("load");
+    let text = String::from_utf8_lossy(&content);
+    assert_eq!(text.matches("X-Once: yes").count(), 1, "{text}");
+}
