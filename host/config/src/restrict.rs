@@ -10,7 +10,9 @@ use crate::params::edit_distance;
 use crate::Diagnostic;
 
 /// Every built-in restriction element Postern knows (lowercase; matched case-insensitively, as
-/// in Postfix). smtpd's restriction evaluator keeps its own list in sync with this one.
+/// in Postfix), including the pre-2.3 names Postfix still accepts (`reject_invalid_hostname`,
+/// `reject_non_fqdn_hostname`, `reject_unknown_client`, `reject_unknown_hostname`). smtpd's
+/// restriction evaluator keeps its own list in sync with this one.
 pub const RESTRICTION_NAMES: &[&str] = &[
     "check_client_access",
     "check_helo_access",
@@ -28,8 +30,10 @@ pub const RESTRICTION_NAMES: &[&str] = &[
     "permit_sasl_authenticated",
     "reject",
     "reject_invalid_helo_hostname",
+    "reject_invalid_hostname",
     "reject_multi_recipient_bounce",
     "reject_non_fqdn_helo_hostname",
+    "reject_non_fqdn_hostname",
     "reject_non_fqdn_recipient",
     "reject_non_fqdn_sender",
     "reject_rbl_client",
@@ -37,8 +41,10 @@ pub const RESTRICTION_NAMES: &[&str] = &[
     "reject_rhsbl_sender",
     "reject_unauth_destination",
     "reject_unauth_pipelining",
+    "reject_unknown_client",
     "reject_unknown_client_hostname",
     "reject_unknown_helo_hostname",
+    "reject_unknown_hostname",
     "reject_unknown_recipient_domain",
     "reject_unknown_reverse_client_hostname",
     "reject_unknown_sender_domain",
