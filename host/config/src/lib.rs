@@ -43,7 +43,8 @@ pub use mastercf::{parse_master_cf, service_port, Service, ServiceKind};
 pub use params::{param_def, param_table, postfix_unimplemented, ParamDef};
 pub use typed::Config;
 pub use values::{
-    parse_bool, parse_list, parse_nameserver, parse_size, parse_time, BareNewline, Cidr,
+    parse_bool, parse_list, parse_nameserver, parse_size, parse_time, split_braced, BareNewline,
+    Cidr,
 };
 
 /// One problem found in a configuration file, located by file and line.

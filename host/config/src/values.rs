@@ -64,7 +64,15 @@ pub fn parse_bool(value: &str) -> Option<bool> {
 /// element, separators and all (Postfix `mystrtokq`): `hash:/a, inline:{ a=b, c=d }` is two
 /// elements, the second `inline:{ a=b, c=d }`.
 pub fn parse_list(value: &str) -> Vec<String> {
-    let is_sep = |c: char| c == ',' || c.is_whitespace();
+    split_braced(value, |c| c == ',' || c.is_whitespace())
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Tokens separated by `is_sep` characters outside `{…}` groups (Postfix `mystrtokq`); a group
+/// stays inside its token, braces included.
+pub fn split_braced(value: &str, is_sep: impl Fn(char) -> bool) -> Vec<&str> {
     let mut out = Vec::new();
     let mut level = 0usize;
     let mut start: Option<usize> = None;
@@ -81,12 +89,12 @@ pub fn parse_list(value: &str) -> Vec<String> {
             level -= 1;
         } else if level == 0 && is_sep(c) {
             if let Some(s) = start.take() {
-                out.push(value[s..i].to_string());
+                out.push(&value[s..i]);
             }
         }
     }
     if let Some(s) = start {
-        out.push(value[s..].to_string());
+        out.push(&value[s..]);
     }
     out
 }

@@ -150,33 +150,7 @@ pub fn split_table_list(value: &str) -> Vec<String> {
         .collect()
 }
 
-/// Tokens separated by `is_sep` characters outside `{…}` (Postfix `mystrtokq`).
-pub(crate) fn split_braced(value: &str, is_sep: impl Fn(char) -> bool) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut level = 0usize;
-    let mut start: Option<usize> = None;
-    for (i, c) in value.char_indices() {
-        if start.is_none() {
-            if is_sep(c) {
-                continue;
-            }
-            start = Some(i);
-        }
-        if c == '{' {
-            level += 1;
-        } else if c == '}' && level > 0 {
-            level -= 1;
-        } else if level == 0 && is_sep(c) {
-            if let Some(s) = start.take() {
-                out.push(&value[s..i]);
-            }
-        }
-    }
-    if let Some(s) = start {
-        out.push(&value[s..]);
-    }
-    out
-}
+pub(crate) use postern_config::split_braced;
 
 /// The text inside a `{…}` group, trimmed (Postfix `extpar(…, EXTPAR_FLAG_STRIP)`); the
 /// error says what is wrong in Postfix's words.
