@@ -36,17 +36,9 @@ const RELAY: &str = "local";
 /// Delivers every recipient of a local job (normally one: `local_destination_recipient_limit`).
 pub fn deliver_job(cfg: &Config, job: &Job, mut slot: DestinationSlot) -> Vec<Outcome> {
     let passwd = Path::new("/etc/passwd");
-    job.rcpts
-        .iter()
-        .map(|&i| match job.env.recipients.get(i) {
-            Some(rcpt) => deliver(cfg, passwd, &job.env, &job.content, rcpt, &mut slot),
-            None => Outcome::defer(
-                EnhancedCode::new(4, 3, 0),
-                RELAY,
-                "internal error: no such recipient",
-            ),
-        })
-        .collect()
+    super::per_recipient(job, RELAY, |rcpt| {
+        deliver(cfg, passwd, &job.env, &job.content, rcpt, &mut slot)
+    })
 }
 
 /// Delivers one message to one local recipient. `passwd` is the password file used for

@@ -195,6 +195,26 @@ pub struct Job {
 ///
 /// Blocking agents (local) run on tokio's blocking pool so that a slow disk never stalls the
 /// scheduler. A panic inside an agent is reported as a deferral (`4.3.0`), never lost mail.
+/// One outcome per job recipient, in job order; `deliver` handles a single recipient. An index
+/// that names no recipient (never expected) defers rather than panics.
+pub(crate) fn per_recipient(
+    job: &Job,
+    relay: &str,
+    mut deliver: impl FnMut(&crate::queue::Recipient) -> Outcome,
+) -> Vec<Outcome> {
+    job.rcpts
+        .iter()
+        .map(|&i| match job.env.recipients.get(i) {
+            Some(rcpt) => deliver(rcpt),
+            None => Outcome::defer(
+                EnhancedCode::new(4, 3, 0),
+                relay,
+                "internal error: no such recipient",
+            ),
+        })
+        .collect()
+}
+
 /// The destination concurrency slot a delivery holds while it works on its destination. A
 /// transport drops it as soon as the message is written, before it waits for durability (the
 /// fsync): the wait is not work on the destination, and deliveries to one busy mailbox that

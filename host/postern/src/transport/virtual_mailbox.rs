@@ -25,17 +25,9 @@ const RELAY: &str = "virtual";
 
 /// Delivers every recipient of a virtual job (one: `virtual_destination_recipient_limit`).
 pub fn deliver_job(cfg: &Config, job: &Job, mut slot: DestinationSlot) -> Vec<Outcome> {
-    job.rcpts
-        .iter()
-        .map(|&i| match job.env.recipients.get(i) {
-            Some(rcpt) => deliver(cfg, &job.env.sender, &job.content, &rcpt.address, &mut slot),
-            None => Outcome::defer(
-                EnhancedCode::new(4, 3, 0),
-                RELAY,
-                "internal error: no such recipient",
-            ),
-        })
-        .collect()
+    super::per_recipient(job, RELAY, |rcpt| {
+        deliver(cfg, &job.env.sender, &job.content, &rcpt.address, &mut slot)
+    })
 }
 
 /// Delivers one message to one virtual mailbox.
