@@ -1,4 +1,4 @@
-//! The command line as an admin uses it: check, conf, queue.
+//! The command line as an admin uses it: check (including lookup tables), conf, queue, newaliases.
 
 use postern_tests::Server;
 
@@ -91,4 +91,97 @@ fn check_fails_on_an_unknown_restriction_that_the_daemon_survives() {
     s.ehlo("client.example.org");
     s.mail_from("a@example.org", "250");
     s.rcpt_to("user@localhost", "451 4.3.5");
+}
+
+#[test]
+fn check_opens_every_table_and_the_daemon_logs_broken_lines() {
+    let server = Server::start("");
+    let dir = server.dir.path();
+    let checks = dir.join("header_checks");
+    std::fs::write(
+        &checks,
+        "/^Subject: Make money fast/ REJECT\n/[unclosed/ REJECT\n",
+    )
+    .expect("write");
+    let access = dir.join("access");
+    std::fs::write(&access, "user@example.org OK\nexample.org REJECT\n").expect("write");
+    let main_cf = dir.join("main.cf");
+    let mut text = std::fs::read_to_string(&main_cf).expect("main.cf");
+    text.push_str(&format!(
+        "header_checks = regexp:{}\nsmtpd_recipient_restrictions = check_recipient_access \
+         hash:{}, reject_unauth_destination\n",
+        checks.display(),
+        access.display()
+    ));
+    std::fs::write(&main_cf, text).expect("write");
+
+    // The broken line is a warning (Postfix skips it); the unbuilt hash table is an error.
+    let out = server.cli(&["check"]);
+    let all = stdout(&out) + &stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains(&format!("warning: {}:2: ", checks.display())),
+        "{all}"
+    );
+    assert!(
+        all.contains("error: smtpd_recipient_restrictions: hash:")
+            && all.contains("postern map build"),
+        "{all}"
+    );
+
+    let built = server.cli(&["map", "build", &format!("hash:{}", access.display())]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    let out = server.cli(&["check"]);
+    let all = stdout(&out) + &stderr(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains(&format!("warning: {}:2: ", checks.display())),
+        "{all}"
+    );
+
+    // The running daemon logs the skipped line when it reloads the configuration.
+    assert!(server.cli(&["reload"]).status.success());
+    let needle = format!("{}, line 2:", checks.display());
+    let log = server.wait_for_log(&needle, std::time::Duration::from_secs(10));
+    assert!(log.contains(&needle), "{log}");
+}
+
+#[test]
+fn newaliases_builds_every_alias_database() {
+    let server = Server::start("");
+    let dir = server.dir.path();
+    let aliases = dir.join("aliases");
+    std::fs::write(&aliases, "root: admin\npostmaster: root\n").expect("write");
+    let pdb = dir.join("aliases.pdb");
+
+    // The default alias_database ($alias_maps) is empty in Postern.
+    let out = server.cli(&["alias", "build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("alias_database is empty; nothing to build"),
+        "{}",
+        stdout(&out)
+    );
+
+    let main_cf = dir.join("main.cf");
+    let mut text = std::fs::read_to_string(&main_cf).expect("main.cf");
+    text.push_str(&format!("alias_database = hash:{}\n", aliases.display()));
+    std::fs::write(&main_cf, text).expect("write");
+    for argv in [
+        &["sendmail", "-bi"][..],
+        &["sendmail", "-I"],
+        &["alias", "build"],
+    ] {
+        let _ = std::fs::remove_file(&pdb);
+        let out = server.cli(argv);
+        assert!(out.status.success(), "{argv:?}: {}", stderr(&out));
+        assert!(pdb.exists(), "{argv:?} did not build {}", pdb.display());
+    }
+    let q = server.cli(&[
+        "map",
+        "query",
+        &format!("hash:{}", aliases.display()),
+        "postmaster",
+    ]);
+    assert_eq!(stdout(&q), "root\n");
 }

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use postern_config::Config;
 use postern_maps::{LookupError, OpenCtx, Scope, Tables};
 
 type Cache = Mutex<HashMap<String, Arc<Tables>>>;
@@ -44,6 +45,40 @@ pub fn open(list: &[String]) -> Result<Arc<Tables>, LookupError> {
         cache.insert(key, tables.clone());
     }
     Ok(tables)
+}
+
+/// The table-list parameters read outside smtpd (cleanup, the queue manager, the delivery
+/// agents), by name. smtpd's own tables (access tables, recipient validation) are opened
+/// when it builds its restriction policy.
+pub fn params(cfg: &Config) -> [(&'static str, &[String]); 11] {
+    [
+        ("canonical_maps", &cfg.canonical_maps),
+        ("sender_canonical_maps", &cfg.sender_canonical_maps),
+        ("recipient_canonical_maps", &cfg.recipient_canonical_maps),
+        ("virtual_alias_maps", &cfg.virtual_alias_maps),
+        ("alias_maps", &cfg.alias_maps),
+        ("transport_maps", &cfg.transport_maps),
+        ("virtual_mailbox_maps", &cfg.virtual_mailbox_maps),
+        ("header_checks", &cfg.header_checks),
+        ("mime_header_checks", &cfg.mime_header_checks),
+        ("nested_header_checks", &cfg.nested_header_checks),
+        ("body_checks", &cfg.body_checks),
+    ]
+}
+
+/// Opens every table of [`params`] at daemon start and reload, so that skipped lines and
+/// tables that cannot be opened are logged then, not at the first message that needs them
+/// (Postfix's daemons log them when they start, and a reload restarts them). Tables are
+/// reopened even when unchanged: a reload is when an administrator reads the log.
+pub fn preload(cfg: &Config) {
+    if let Ok(mut cache) = cache().lock() {
+        cache.clear();
+    }
+    for (name, list) in params(cfg) {
+        if let Err(e) = open(list) {
+            crate::warn!("cleanup", "{name}: {e}");
+        }
+    }
 }
 
 /// Postfix `match_list` for a domain list parameter (`virtual_alias_domains`,

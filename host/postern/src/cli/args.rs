@@ -38,7 +38,7 @@ pub enum Command {
     Map(super::map::MapCommand),
     /// `alias build` (postalias).
     Alias(super::map::AliasCommand),
-    /// `newaliases` / `sendmail -bi`: alias databases do not exist yet.
+    /// `newaliases` / `sendmail -bi`: build every table of `alias_database`.
     Newaliases,
     #[default]
     Help,
@@ -151,7 +151,8 @@ Queue (postqueue, postsuper, postcat):
 Lookup tables (postmap, postalias):
   map build [TYPE:]NAME...        compile hash: tables (NAME -> NAME.pdb)
   map query TYPE:NAME KEY...|-    look keys up (exit 1 when none is found)
-  alias build PATH...             compile aliases(5) files (PATH -> PATH.pdb)
+  alias build [PATH...]           compile aliases(5) files (PATH -> PATH.pdb); no PATH:
+                                  every table of alias_database (= newaliases)
 
 Submission:
   sendmail [-t] [-i] [-f FROM] [-F NAME] [--] RCPT...

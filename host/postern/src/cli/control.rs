@@ -299,6 +299,10 @@ pub fn check(source: &ConfigSource, overrides: &[(String, String)]) -> CliResult
             errors += 1;
         }
     }
+    let stdout = std::io::stdout();
+    let tables = super::check_tables::check_tables(cfg, &mut stdout.lock())
+        .map_err(|e| CliError::new(exit::IOERR, e.into()))?;
+    errors += tables.errors;
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     for l in &loaded.listeners {
@@ -320,7 +324,7 @@ pub fn check(source: &ConfigSource, overrides: &[(String, String)]) -> CliResult
     }
     println!(
         "postern: configuration OK ({} warning(s))",
-        loaded.warnings.len()
+        loaded.warnings.len() + tables.warnings
     );
     Ok(exit::OK)
 }

@@ -8,21 +8,23 @@
 //!   (no search order). `-` reads keys from standard input, one per line. One key prints the
 //!   bare value, like `postmap -q`; several print `key<TAB>value` per found key, like
 //!   `postmap -q -`.
-//! - `alias build [hash:]PATH…` compiles aliases(5) files into `PATH.pdb`.
+//! - `alias build [hash:]PATH…` compiles aliases(5) files into `PATH.pdb`; without a path (and
+//!   as `newaliases` or `sendmail -bi`) it builds every table of `alias_database`.
 //!
 //! Exit status: 0 = built / at least one key found; 1 = no key found, or a build failed;
 //! 75 = a temporary lookup failure; 78 = the table cannot be opened or is misconfigured.
 //! Skipped lines are warnings on standard error, as postmap logs them.
 
 use std::io::{BufRead, Write};
-use std::path::Path;
 
 use anyhow::anyhow;
+use postern_config::Config;
 use postern_maps::aliases::build_aliases;
 use postern_maps::{build_hash, open_table, BuildReport, LookupError, OpenCtx, TableRef, Warning};
 
 use super::args::UsageError;
 use super::{exit, CliError, CliResult};
+use crate::restrictions::regroup;
 
 /// `postern map …`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,7 +38,7 @@ pub enum MapCommand {
 /// `postern alias …`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AliasCommand {
-    /// `alias build [hash:]PATH…`
+    /// `alias build [[TYPE:]PATH…]`; no path = every table of `alias_database`.
     Build { paths: Vec<String> },
 }
 
@@ -75,12 +77,9 @@ pub(super) fn parse_map(args: &[String]) -> Result<MapCommand, UsageError> {
 
 pub(super) fn parse_alias(args: &[String]) -> Result<AliasCommand, UsageError> {
     match args.split_first() {
-        Some((sub, paths)) if sub == "build" && !paths.is_empty() => Ok(AliasCommand::Build {
+        Some((sub, paths)) if sub == "build" => Ok(AliasCommand::Build {
             paths: paths.to_vec(),
         }),
-        Some((sub, _)) if sub == "build" => Err(usage(
-            "alias build needs an aliases file (example: postern alias build /etc/aliases)",
-        )),
         Some((other, _)) => Err(usage(&format!(
             "unknown alias subcommand \"{other}\" (build)"
         ))),
@@ -136,12 +135,48 @@ pub fn run_alias(cmd: &AliasCommand) -> CliResult {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for path in paths {
-        let path = path.strip_prefix("hash:").unwrap_or(path);
-        let r = build_aliases(Path::new(path))
-            .map_err(|e| CliError::new(exit::FAILURE, anyhow!("{e}")))?;
-        report(&mut out, &r).map_err(|e| CliError::new(exit::IOERR, e.into()))?;
+        alias_one(path, &mut out)?;
     }
     Ok(exit::OK)
+}
+
+/// `newaliases`, `sendmail -bi`/`-I` and `alias build` without a file: build every table of
+/// `alias_database` (postconf(5); Postfix's default is `hash:/etc/aliases`, Postern's is
+/// `$alias_maps`), as Postfix's newaliases runs postalias on each.
+pub fn run_alias_database(cfg: &Config) -> CliResult {
+    let stdout = std::io::stdout();
+    alias_database(cfg, &mut stdout.lock())
+}
+
+fn alias_database(cfg: &Config, out: &mut dyn Write) -> CliResult {
+    let tables = regroup(&cfg.alias_database);
+    if tables.is_empty() {
+        writeln!(out, "postern: alias_database is empty; nothing to build")
+            .map_err(|e| CliError::new(exit::IOERR, e.into()))?;
+        return Ok(exit::OK);
+    }
+    for table in &tables {
+        alias_one(table, out)?;
+    }
+    Ok(exit::OK)
+}
+
+/// Builds one aliases(5) table. A name without a type is `hash:` (postalias(1)'s
+/// `default_database_type`); other types are read as they are, so they are only opened to
+/// report broken lines.
+fn alias_one(spec: &str, out: &mut dyn Write) -> Result<(), CliError> {
+    let spec = if spec.contains(':') {
+        spec.to_string()
+    } else {
+        format!("hash:{spec}")
+    };
+    let table = TableRef::parse(&spec).map_err(|e| CliError::new(exit::USAGE, anyhow!("{e}")))?;
+    if table.kind != "hash" {
+        return nothing_to_build(&spec, &table.kind, out);
+    }
+    let r =
+        build_aliases(table.path()).map_err(|e| CliError::new(exit::FAILURE, anyhow!("{e}")))?;
+    report(out, &r).map_err(|e| CliError::new(exit::IOERR, e.into()))
 }
 
 fn build_one(spec: &str, out: &mut dyn Write) -> Result<(), CliError> {
@@ -156,13 +191,17 @@ fn build_one(spec: &str, out: &mut dyn Write) -> Result<(), CliError> {
             build_hash(table.path()).map_err(|e| CliError::new(exit::FAILURE, anyhow!("{e}")))?;
         return report(out, &r).map_err(|e| CliError::new(exit::IOERR, e.into()));
     }
-    let opened = open_table(&spec, &OpenCtx::new())
+    nothing_to_build(&spec, &table.kind, out)
+}
+
+/// Opens a table that is read as it is (no index) to report its broken lines.
+fn nothing_to_build(spec: &str, kind: &str, out: &mut dyn Write) -> Result<(), CliError> {
+    let opened = open_table(spec, &OpenCtx::new())
         .map_err(|e| CliError::new(exit::CONFIG, anyhow!("{e}")))?;
     warn(opened.warnings());
     writeln!(
         out,
-        "postern: {spec}: {} tables are read as they are; nothing to build ({} warnings)",
-        table.kind,
+        "postern: {spec}: {kind} tables are read as they are; nothing to build ({} warnings)",
         opened.warnings().len()
     )
     .map_err(|e| CliError::new(exit::IOERR, e.into()))
@@ -230,7 +269,11 @@ mod tests {
                 paths: args("/etc/aliases")
             })
         );
-        assert!(parse_alias(&args("build")).is_err());
+        assert_eq!(
+            parse_alias(&args("build")),
+            Ok(AliasCommand::Build { paths: vec![] })
+        );
+        assert!(parse_alias(&args("rebuild")).is_err());
     }
 
     #[test]
@@ -259,6 +302,36 @@ mod tests {
         assert_eq!(err.code, exit::TEMPFAIL);
         let err = query("hash:/nonexistent/t", &args("k"), false, &mut Vec::new()).unwrap_err();
         assert_eq!(err.code, exit::CONFIG);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn alias_database_builds_every_table() {
+        let dir = std::env::temp_dir().join(format!("postern-cli-aliasdb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let a = dir.join("aliases");
+        let b = dir.join("more");
+        std::fs::write(&a, "root: admin\npostmaster: root\n").expect("write");
+        std::fs::write(&b, "abuse: admin\n").expect("write");
+        let value = format!("hash:{}, {}", a.display(), b.display());
+        let cfg = crate::smtpd::testkit::config(&[("alias_database", &value)]);
+        let mut out = Vec::new();
+        assert_eq!(alias_database(&cfg, &mut out).expect("build"), exit::OK);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains("aliases.pdb (2 entries"), "{text}");
+        assert!(text.contains("more.pdb (1 entries"), "{text}");
+        let spec = format!("hash:{}", a.display());
+        let mut out = Vec::new();
+        query(&spec, &args("postmaster"), false, &mut out).expect("query");
+        assert_eq!(String::from_utf8_lossy(&out), "root\n");
+
+        let cfg = crate::smtpd::testkit::config(&[("alias_database", "")]);
+        let mut out = Vec::new();
+        assert_eq!(alias_database(&cfg, &mut out).expect("empty"), exit::OK);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "postern: alias_database is empty; nothing to build\n"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

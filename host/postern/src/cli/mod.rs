@@ -13,6 +13,7 @@
 //! from cron stays a plain, quick process.
 
 pub mod args;
+mod check_tables;
 mod conf;
 mod control;
 mod headers;
@@ -256,10 +257,7 @@ fn dispatch(inv: Invocation) -> CliResult {
             println!("postern {}", env!("CARGO_PKG_VERSION"));
             Ok(exit::OK)
         }
-        Command::Newaliases => {
-            eprintln!("postern: newaliases: alias databases are not supported yet");
-            Ok(exit::FAILURE)
-        }
+        Command::Newaliases => map::run_alias_database(&load()?.main),
         Command::Check => control::check(&source, overrides),
         Command::Conf(conf_args) => conf::run(&conf_args, &source, overrides),
         Command::Run => {
@@ -286,6 +284,9 @@ fn dispatch(inv: Invocation) -> CliResult {
         Command::Queue(cmd) => queue::run(&cmd, &queue_directory(&source, overrides)?),
         Command::Sendmail(args) => sendmail::run(&args, &load()?.main),
         Command::Map(cmd) => map::run_map(&cmd),
+        Command::Alias(map::AliasCommand::Build { paths }) if paths.is_empty() => {
+            map::run_alias_database(&load()?.main)
+        }
         Command::Alias(cmd) => map::run_alias(&cmd),
     }
 }

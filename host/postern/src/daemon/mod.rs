@@ -143,6 +143,7 @@ fn prepare(loaded: &LoadedConfig) -> anyhow::Result<Started> {
     for w in &loaded.warnings {
         warn!("master", "{w}");
     }
+    crate::cleanup::tables::preload(cfg);
     let queue_dir = &cfg.queue_directory;
     let spool = Spool::open(queue_dir)
         .with_context(|| format!("cannot open queue_directory {}", queue_dir.display()))?;
@@ -378,7 +379,14 @@ async fn reload(opts: &Options, services: &[Service], main_tx: &watch::Sender<Ar
             );
         }
     }
-    main_tx.send_replace(Arc::new(new.main));
+    let main = Arc::new(new.main);
+    let tables_cfg = main.clone();
+    if let Err(e) =
+        tokio::task::spawn_blocking(move || crate::cleanup::tables::preload(&tables_cfg)).await
+    {
+        error!("master", "reload: opening lookup tables failed: {e}");
+    }
+    main_tx.send_replace(main);
     info!(
         "master",
         "reload -- version {VERSION}, configuration {}",

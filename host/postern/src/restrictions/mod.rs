@@ -45,6 +45,7 @@ pub use action::{parse_action, Action};
 pub use dnsbl::DnsList;
 pub use facts::{Facts, Note, Stage, Verdict};
 pub use recipient::{AddrClass, RecipientMaps};
+pub use tables::{access_tables, regroup};
 
 /// One element of a restriction list.
 #[derive(Clone, Debug, PartialEq, Eq)]

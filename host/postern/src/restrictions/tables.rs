@@ -7,7 +7,10 @@
 
 use std::collections::HashMap;
 
+use postern_config::Config;
 use postern_maps::{OpenCtx, Tables};
+
+use super::Restriction;
 
 /// Table lists by their `type:name` text.
 #[derive(Clone, Debug, Default)]
@@ -70,6 +73,47 @@ pub fn open_param(name: &str, items: &[String]) -> Result<Option<Tables>, String
         .map_err(|e| format!("{name}: {e}"))
 }
 
+/// The table of every `check_*_access` element, in every `smtpd_*_restrictions` list and
+/// restriction class, with the list (or class) that names it, for `postern check`. The daemon
+/// opens the same specs through [`TableSet::open`] when it builds a [`super::Policy`].
+pub fn access_tables(cfg: &Config) -> Vec<(String, String)> {
+    let classes: Vec<String> = cfg
+        .smtpd_restriction_classes
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
+    let mut lists: Vec<(String, &[String])> = [
+        ("smtpd_client_restrictions", &cfg.smtpd_client_restrictions),
+        ("smtpd_helo_restrictions", &cfg.smtpd_helo_restrictions),
+        ("smtpd_sender_restrictions", &cfg.smtpd_sender_restrictions),
+        ("smtpd_relay_restrictions", &cfg.smtpd_relay_restrictions),
+        (
+            "smtpd_recipient_restrictions",
+            &cfg.smtpd_recipient_restrictions,
+        ),
+        ("smtpd_data_restrictions", &cfg.smtpd_data_restrictions),
+        (
+            "smtpd_end_of_data_restrictions",
+            &cfg.smtpd_end_of_data_restrictions,
+        ),
+    ]
+    .into_iter()
+    .map(|(name, items)| (name.to_string(), items.as_slice()))
+    .collect();
+    for (name, items) in &cfg.smtpd_restriction_classes {
+        lists.push((format!("restriction class {name}"), items.as_slice()));
+    }
+    let mut out = Vec::new();
+    for (name, items) in lists {
+        for r in Restriction::parse_list(items, &classes) {
+            if let Restriction::Access(_, spec) = r {
+                out.push((name.clone(), spec));
+            }
+        }
+    }
+    out
+}
+
 /// Puts back together the items of `inline:{ a=1, b=2 }` that splitting a list on commas and
 /// white space took apart: `["inline:{", "a=1", "b=2", "}"]` → `["inline:{ a=1, b=2 }"]`.
 pub fn regroup(items: &[String]) -> Vec<String> {
@@ -117,6 +161,31 @@ mod tests {
         );
         let split: Vec<String> = ["inline:{x=1", "y=2}"].map(String::from).to_vec();
         assert_eq!(regroup(&split), vec!["inline:{x=1, y=2}"]);
+    }
+
+    #[test]
+    fn access_tables_come_from_every_list_and_class() {
+        let cfg = crate::smtpd::testkit::config(&[
+            (
+                "smtpd_sender_restrictions",
+                "check_sender_access hash:/a, permit",
+            ),
+            ("smtpd_restriction_classes", "strict"),
+            ("strict", "check_client_access inline:{ 10=OK }, reject"),
+        ]);
+        assert_eq!(
+            access_tables(&cfg),
+            vec![
+                (
+                    "smtpd_sender_restrictions".to_string(),
+                    "hash:/a".to_string()
+                ),
+                (
+                    "restriction class strict".to_string(),
+                    "inline:{ 10=OK }".to_string()
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! end-of-data line. Content is taken exactly as announced, so a chunk can never smuggle a
 //! command; the bytes after a chunk are the next command.
 //!
+//! `smtpd_data_restrictions` run at the first BDAT of a transaction (there is no DATA command);
+//! a refusal is that BDAT's reply and the transaction's chunks are discarded as below.
+//!
 //! After a failed chunk the server keeps reading and discarding the chunks the client has
 //! already pipelined, answering each with `551 5.0.0 Discarded …`, until `BDAT … LAST` or RSET
 //! (Postfix smtpd.c `skip_bdat`); the client and server stay in step. A chunk that would take
@@ -12,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::io::IoError;
 use super::session::{Flow, Session};
+use crate::restrictions::Stage;
 
 /// Message content collected from BDAT chunks.
 #[derive(Default)]
@@ -62,6 +66,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if let Some(r) = self.recipients_missing() {
                 return self.skip_chunk(size, last, r).await;
             }
+            if let Some(r) = self.data_restrictions().await {
+                if r.closes_connection() {
+                    self.reply(r).await?;
+                    return Ok(Flow::Close);
+                }
+                return self.skip_chunk(size, last, r).await;
+            }
         }
         // Empty non-final chunks would let a client idle forever (Postfix: null BDAT request).
         if size == 0 && !last {
@@ -108,6 +119,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let total = self.proto.data_bytes;
         self.queue_message(chunks.content, Some(total)).await
+    }
+
+    /// `smtpd_data_restrictions` at the first BDAT of a transaction: a BDAT transaction has no
+    /// DATA command, so Postfix's `bdat_cmd` runs `smtpd_check_data` here and skips the chunks
+    /// of a refused transaction. Replies name the stage as DATA does (`<DATA>: Data command
+    /// rejected`); the log line names the command, BDAT.
+    async fn data_restrictions(&mut self) -> Option<Reply> {
+        let facts = self.facts("BDAT");
+        let verdict = self.run_stage(Stage::Data, &facts).await;
+        self.merge_actions(verdict.actions);
+        let r = verdict.decision.reply()?.clone();
+        self.log_reject("BDAT", &r, None);
+        Some(r)
     }
 
     /// Reads and discards a chunk, replies `reply`, and enters (or, at LAST, leaves) the BDAT

@@ -1,5 +1,6 @@
 //! Restriction stages as smtpd runs them: connect-time refusal without `smtpd_delay_reject`,
-//! DATA and end-of-data lists, unauthorized pipelining and access replies that hang up.
+//! DATA and end-of-data lists (the DATA list also at the first BDAT), unauthorized pipelining
+//! and access replies that hang up.
 
 use super::{ehlo_session, envelope, OUTSIDER};
 use crate::smtpd::testkit::{config, Dialog, TempSpool};
@@ -138,4 +139,35 @@ async fn delayed_lists_see_each_recipient() {
         .expect("load");
     let text = String::from_utf8_lossy(&content);
     assert_eq!(text.matches("X-Once: yes").count(), 1, "{text}");
+}
+
+/// A BDAT transaction has no DATA command: smtpd_data_restrictions answer its first BDAT, and
+/// the chunks pipelined after it are discarded until LAST (Postfix smtpd.c `bdat_cmd`).
+#[tokio::test]
+async fn data_restrictions_refuse_the_first_bdat() {
+    let spool = TempSpool::new("smtpd-bdat-restr");
+    let mut d = ehlo_session(
+        &[("smtpd_data_restrictions", "reject_multi_recipient_bounce")],
+        &spool,
+        OUTSIDER,
+    )
+    .await;
+    d.cmd("MAIL FROM:<>", "250").await;
+    d.cmd("RCPT TO:<user@localhost>", "250").await;
+    d.cmd("RCPT TO:<postmaster@localhost>", "250").await;
+    d.send(b"BDAT 5\r\nhelloBDAT 3\r\nabcBDAT 2 LAST\r\nxy")
+        .await;
+    assert_eq!(
+        d.reply().await.trim_end(),
+        "550 5.5.3 <DATA>: Data command rejected: Multi-recipient bounce"
+    );
+    assert!(d.reply().await.starts_with("551 5.0.0 Discarded 3 bytes"));
+    assert!(d.reply().await.starts_with("551 5.0.0 Discarded 2 bytes"));
+    assert!(spool.incoming().is_empty());
+    // The next transaction starts clean, and one that passes the list is queued.
+    d.cmd("MAIL FROM:<alice@example.org>", "250").await;
+    d.cmd("RCPT TO:<user@localhost>", "250").await;
+    d.send(b"BDAT 14 LAST\r\nSubject: x\r\n\r\n").await;
+    let r = d.reply().await;
+    assert!(r.starts_with("250 2.0.0 Ok: 14 bytes queued as"), "{r}");
 }
