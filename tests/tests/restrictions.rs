@@ -428,3 +428,26 @@ fn rhsbl_uses_the_verified_client_name() {
     let log = server.wait_for_log("connect from localhost[127.0.0.1]", Duration::from_secs(5));
     assert!(log.contains("connect from localhost[127.0.0.1]"), "{log}");
 }
+
+#[test]
+fn relocated_users_are_refused_with_their_new_address() {
+    let tables = TempDir::new("relocated");
+    let relocated = write(
+        tables.path(),
+        "relocated",
+        "# relocated(5)\nbob@localhost bob@new.example\n@old.example contact@new.example\n",
+    );
+    map_build(&relocated);
+    let server = Server::start(&format!(
+        "relocated_maps = hash:{relocated}\nmydestination = localhost, $myhostname, old.example"
+    ));
+    let mut s = server.connect();
+    s.ehlo("client.example.org");
+    s.mail_from("sender@example.net", "250 2.1.0");
+    let r = s.rcpt_to("bob@localhost", "550 5.1.6");
+    assert!(r.contains("User has moved to bob@new.example"), "{r}");
+    let r = s.rcpt_to("anyone@old.example", "550 5.1.6");
+    assert!(r.contains("contact@new.example"), "{r}");
+    s.rcpt_to("alice@localhost", "250 2.1.5");
+    s.cmd("QUIT", "221");
+}
