@@ -62,7 +62,10 @@ pub fn deliver(
         return Outcome::bounce(
             EnhancedCode::new(5, 4, 6),
             RELAY,
-            format!("mail forwarding loop for {}", one_line(&rcpt.address)),
+            format!(
+                "mail forwarding loop for {}",
+                maildir::one_line(&rcpt.address)
+            ),
         );
     }
     let tables = match crate::cleanup::tables::open(&cfg.alias_maps) {
@@ -88,7 +91,7 @@ pub fn deliver(
             return deliver_mailbox(cfg, passwd, env, content, rcpt, &user, slot);
         }
     }
-    let head = delivery_head(env, rcpt);
+    let head = maildir::delivery_head(&env.sender, &rcpt.address);
     let mut outcomes = Vec::with_capacity(targets.len());
     let mut forward = Vec::new();
     for t in targets {
@@ -150,7 +153,10 @@ fn forward_to(
     new.body = env.body;
     new.recipients = to.iter().map(Recipient::new).collect();
     let actions = crate::cleanup::Actions {
-        prepend: vec![format!("Delivered-To: {}", one_line(&rcpt.address))],
+        prepend: vec![format!(
+            "Delivered-To: {}",
+            maildir::one_line(&rcpt.address)
+        )],
         ..Default::default()
     };
     let protocol = crate::cleanup::Protocol::default();
@@ -211,14 +217,6 @@ fn delivered_to(content: &[u8], address: &str) -> bool {
         })
 }
 
-fn delivery_head(env: &Envelope, rcpt: &Recipient) -> String {
-    format!(
-        "Return-Path: <{}>\nDelivered-To: {}\n",
-        one_line(&env.sender),
-        one_line(&rcpt.address)
-    )
-}
-
 /// Maildir delivery to local user `user`'s mailbox.
 fn deliver_mailbox(
     cfg: &Config,
@@ -233,36 +231,8 @@ fn deliver_mailbox(
         Ok(d) => d,
         Err(o) => return o,
     };
-    let head = delivery_head(env, rcpt);
-    let mut written = || drop(slot.take());
-    match maildir::deliver(
-        &dir,
-        &cfg.myhostname,
-        head.as_bytes(),
-        content,
-        &mut written,
-    ) {
-        Ok(_) => Outcome::sent(RELAY, "delivered to maildir"),
-        Err(e) => {
-            let code = match e.raw_os_error() {
-                // RFC 3463 4.3.1: mail system full.
-                Some(libc::ENOSPC) | Some(libc::EDQUOT) => EnhancedCode::new(4, 3, 1),
-                _ => EnhancedCode::new(4, 3, 0),
-            };
-            Outcome::defer(
-                code,
-                RELAY,
-                format!("cannot update maildir {}: {e}", dir.display()),
-            )
-        }
-    }
-}
-
-/// Header values must stay on one line whatever an address contained.
-fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
-        .collect()
+    let head = maildir::delivery_head(&env.sender, &rcpt.address);
+    maildir::deliver_outcome(&dir, &cfg.myhostname, head.as_bytes(), content, slot, RELAY)
 }
 
 /// The mailbox owner for `address`: local part (quotes removed), extension removed, lowercased.

@@ -69,6 +69,51 @@ pub fn crlf_to_lf(content: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// The header lines a final delivery adds (Postfix local(8)/virtual(8)): `Return-Path:` with the
+/// envelope sender and `Delivered-To:` with the recipient, each kept on one line.
+pub fn delivery_head(sender: &str, rcpt: &str) -> String {
+    format!(
+        "Return-Path: <{}>\nDelivered-To: {}\n",
+        one_line(sender),
+        one_line(rcpt)
+    )
+}
+
+/// Header values must stay on one line whatever an address contained.
+pub fn one_line(s: &str) -> String {
+    s.replace(['\r', '\n'], " ")
+}
+
+/// [`deliver`] for a delivery agent: the result as the agent's outcome for one recipient. A full
+/// disk or quota is `4.3.1` (RFC 3463 "mail system full"), any other failure `4.3.0`; both
+/// defer, so the message stays queued.
+pub fn deliver_outcome(
+    dir: &Path,
+    hostname: &str,
+    head: &[u8],
+    content: &[u8],
+    slot: &mut super::DestinationSlot,
+    relay: &str,
+) -> super::Outcome {
+    let mut written = || drop(slot.take());
+    match deliver(dir, hostname, head, content, &mut written) {
+        Ok(_) => super::Outcome::sent(relay, "delivered to maildir"),
+        Err(e) => {
+            let code = match e.raw_os_error() {
+                Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+                    postern_proto::EnhancedCode::new(4, 3, 1)
+                }
+                _ => postern_proto::EnhancedCode::new(4, 3, 0),
+            };
+            super::Outcome::defer(
+                code,
+                relay,
+                format!("cannot update maildir {}: {e}", dir.display()),
+            )
+        }
+    }
+}
+
 /// Delivers `head` (extra header lines, LF-terminated) followed by `content` (CRLF) into the
 /// Maildir `dir`. Returns the path of the file in `new/`. `written` is called once the file is
 /// complete in `new/`, before the fsyncs that make it durable.

@@ -42,30 +42,8 @@ pub fn deliver(
         Ok(dir) => dir,
         Err(o) => return o,
     };
-    let head = format!(
-        "Return-Path: <{}>\nDelivered-To: {}\n",
-        one_line(sender),
-        one_line(rcpt)
-    );
-    let mut written = || drop(slot.take());
-    match maildir::deliver(
-        &dir,
-        &cfg.myhostname,
-        head.as_bytes(),
-        content,
-        &mut written,
-    ) {
-        Ok(_) => Outcome::sent(RELAY, "delivered to maildir"),
-        Err(e) => Outcome::defer(
-            EnhancedCode::new(4, 3, 0),
-            RELAY,
-            format!("cannot update maildir {}: {e}", dir.display()),
-        ),
-    }
-}
-
-fn one_line(s: &str) -> String {
-    s.replace(['\r', '\n'], " ")
+    let head = maildir::delivery_head(sender, rcpt);
+    maildir::deliver_outcome(&dir, &cfg.myhostname, head.as_bytes(), content, slot, RELAY)
 }
 
 /// The Maildir of `rcpt`, or the outcome that replaces delivery.
@@ -96,7 +74,7 @@ pub fn mailbox(cfg: &Config, rcpt: &str) -> Result<PathBuf, Outcome> {
         return Err(Outcome::bounce(
             EnhancedCode::new(5, 1, 1),
             RELAY,
-            format!("unknown user: \"{}\"", one_line(rcpt)),
+            format!("unknown user: \"{}\"", maildir::one_line(rcpt)),
         ));
     };
     let value = found.value.trim();
