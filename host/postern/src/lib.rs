@@ -17,6 +17,9 @@
 //!   opens sockets.
 //! - [`transport`] holds the delivery agents (`local` Maildir, `discard`, `error`).
 //! - [`bounce`] builds RFC 3464 delivery status notifications.
+//! - [`scripts`] holds the Rhai engine shared by policy scripts and `rhai:` tables, and the
+//!   table-opening context every module uses.
+//! - [`plugins`] holds the Wasm plugin runtime and the plugins bound in `plugins.toml`.
 //! - [`cli`] is the `postern` command (and the `sendmail`/`mailq` personalities).
 //! - [`daemon`] wires the pieces together for `postern run`: listeners, the queue manager, signals
 //!   and reload.
@@ -31,9 +34,11 @@ pub mod cli;
 pub mod daemon;
 pub mod dns;
 pub mod log;
+pub mod plugins;
 pub mod qmgr;
 pub mod queue;
 pub mod restrictions;
+pub mod scripts;
 pub mod smtpd;
 pub mod time;
 pub mod transport;

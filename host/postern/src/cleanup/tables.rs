@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use postern_config::Config;
-use postern_maps::{LookupError, OpenCtx, Scope, Tables};
+use postern_maps::{LookupError, Scope, Tables};
 
 type Cache = Mutex<HashMap<String, Arc<Tables>>>;
 
@@ -35,8 +35,8 @@ pub fn open(list: &[String]) -> Result<Arc<Tables>, LookupError> {
             }
         }
     }
-    let tables =
-        Tables::open(&key, &OpenCtx::new()).map_err(|e| LookupError::Config(e.to_string()))?;
+    let tables = Tables::open(&key, &crate::scripts::open_ctx())
+        .map_err(|e| LookupError::Config(e.to_string()))?;
     for w in tables.warnings() {
         crate::warn!("cleanup", "{w}");
     }

@@ -1,9 +1,11 @@
 //! The lookup-table part of `postern check`: every table the configuration names is opened as
-//! the daemon opens it (`postern_maps::Tables::open` with a default [`OpenCtx`]), so a broken
+//! the daemon opens it (`postern_maps::Tables::open` with [`crate::scripts::open_ctx`]), so a broken
 //! table is found before the first message needs it.
 //!
 //! - A skipped line is a warning (`warning: FILE:LINE: …`): Postfix skips it and the rest of the
 //!   table works, so it does not fail the check.
+//! - A `rhai:` table or `check_policy_service rhai:` script that does not compile is an error
+//!   with `PATH:LINE:COLUMN` (tables: `rhai:PATH: LINE:COLUMN: message`).
 //! - A table that cannot be opened (missing file, unknown type, `hash:` index never built or
 //!   older than its source) is an error: the daemon would answer `451 4.3.5` or defer every
 //!   message that needs it, so `check` exits 1.
@@ -12,9 +14,9 @@ use std::collections::HashSet;
 use std::io::{self, Write};
 
 use postern_config::Config;
-use postern_maps::{OpenCtx, Tables, Warning};
+use postern_maps::{Tables, Warning};
 
-use crate::restrictions::{access_tables, regroup};
+use crate::restrictions::{access_tables, policy_scripts, regroup};
 
 /// What checking the tables found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,7 +56,7 @@ fn located(w: &Warning) -> String {
 
 /// Opens every table of `cfg`, printing `warning:` and `error:` lines to `out`.
 pub fn check_tables(cfg: &Config, out: &mut dyn Write) -> io::Result<TableReport> {
-    let ctx = OpenCtx::new();
+    let ctx = crate::scripts::open_ctx();
     let mut report = TableReport::default();
     for (place, spec) in named_tables(cfg) {
         match Tables::open(&spec, &ctx) {
@@ -68,6 +70,14 @@ pub fn check_tables(cfg: &Config, out: &mut dyn Write) -> io::Result<TableReport
                 writeln!(out, "error: {place}: {spec}: {e}")?;
                 report.errors += 1;
             }
+        }
+    }
+    // Policy scripts are compiled as smtpd compiles them; a syntax error is reported as
+    // `PATH:LINE:COLUMN: message`. The daemon would answer the default action (451) instead.
+    for (place, path) in policy_scripts(cfg) {
+        if let Err(e) = crate::scripts::engine().compile(std::path::Path::new(&path)) {
+            writeln!(out, "error: {place}: check_policy_service rhai:{path}: {e}")?;
+            report.errors += 1;
         }
     }
     Ok(report)

@@ -303,6 +303,7 @@ pub fn check(source: &ConfigSource, overrides: &[(String, String)]) -> CliResult
     let tables = super::check_tables::check_tables(cfg, &mut stdout.lock())
         .map_err(|e| CliError::new(exit::IOERR, e.into()))?;
     errors += tables.errors;
+    errors += check_plugins(cfg);
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     for l in &loaded.listeners {
@@ -327,6 +328,34 @@ pub fn check(source: &ConfigSource, overrides: &[(String, String)]) -> CliResult
         loaded.warnings.len() + tables.warnings
     );
     Ok(exit::OK)
+}
+
+/// Loads `$config_directory/plugins.toml` and compiles its components as the daemon would,
+/// and checks that every `check_policy_service wasm:NAME` names a policy plugin there.
+/// Returns how many errors it printed.
+fn check_plugins(cfg: &postern_config::Config) -> usize {
+    let set = match &cfg.config_dir {
+        Some(dir) => crate::plugins::PluginSet::load(dir),
+        None => crate::plugins::PluginSet::default(),
+    };
+    let mut errors = 0;
+    for e in &set.errors {
+        println!("error: {e}");
+        errors += 1;
+    }
+    for b in &set.bindings().plugins {
+        println!("plugin {}: {}", b.name, b.component.display());
+    }
+    for (place, name) in crate::restrictions::plugin_references(cfg) {
+        if set.bindings().get(&name).is_none() {
+            println!(
+                "error: {place}: check_policy_service wasm:{name}: no [[plugin]] named \"{name}\" \
+                 in plugins.toml"
+            );
+            errors += 1;
+        }
+    }
+    errors
 }
 
 /// Prints load diagnostics; those that must fail `postern check` as errors. Returns how many

@@ -20,7 +20,7 @@ use std::io::{BufRead, Write};
 use anyhow::anyhow;
 use postern_config::Config;
 use postern_maps::aliases::build_aliases;
-use postern_maps::{build_hash, open_table, BuildReport, LookupError, OpenCtx, TableRef, Warning};
+use postern_maps::{build_hash, open_table, BuildReport, LookupError, TableRef, Warning};
 
 use super::args::UsageError;
 use super::{exit, CliError, CliResult};
@@ -196,7 +196,7 @@ fn build_one(spec: &str, out: &mut dyn Write) -> Result<(), CliError> {
 
 /// Opens a table that is read as it is (no index) to report its broken lines.
 fn nothing_to_build(spec: &str, kind: &str, out: &mut dyn Write) -> Result<(), CliError> {
-    let opened = open_table(spec, &OpenCtx::new())
+    let opened = open_table(spec, &crate::scripts::open_ctx())
         .map_err(|e| CliError::new(exit::CONFIG, anyhow!("{e}")))?;
     warn(opened.warnings());
     writeln!(
@@ -209,7 +209,7 @@ fn nothing_to_build(spec: &str, kind: &str, out: &mut dyn Write) -> Result<(), C
 
 /// Looks up each key; `tabbed` prints `key<TAB>value` lines instead of bare values.
 fn query(spec: &str, keys: &[String], tabbed: bool, out: &mut dyn Write) -> CliResult {
-    let table = open_table(spec, &OpenCtx::new())
+    let table = open_table(spec, &crate::scripts::open_ctx())
         .map_err(|e| CliError::new(exit::CONFIG, anyhow!("{e}")))?;
     warn(table.warnings());
     let mut found = false;

@@ -492,6 +492,14 @@ impl<'p> Eval<'p> {
     async fn policy_service(&mut self, spec: &str, name: &str, class: &'static str) -> Decision {
         let attrs = builtins::policy_attributes(self.facts);
         let p = self.policy;
+        if let Some(plugin) = spec.strip_prefix("wasm:") {
+            let outcome = super::wasm::query(&p.plugins, plugin, self.facts, &p.config).await;
+            return self.plugin_result(&outcome, name, class).await;
+        }
+        if let Some(path) = spec.strip_prefix("rhai:") {
+            let action = super::script::query(spec, path, attrs, &p.config).await;
+            return self.table_result(&action, name, class).await;
+        }
         match super::policy::query(&p.policy_clients, spec, &attrs, &p.config).await {
             Ok(action) => {
                 let action = action.trim().to_string();

@@ -27,7 +27,9 @@ mod eval;
 mod facts;
 pub mod policy;
 mod recipient;
+mod script;
 mod tables;
+mod wasm;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -45,7 +47,8 @@ pub use action::{parse_action, Action};
 pub use dnsbl::DnsList;
 pub use facts::{Facts, Note, Stage, Verdict};
 pub use recipient::{AddrClass, RecipientMaps};
-pub use tables::{access_tables, regroup};
+pub use tables::{access_tables, policy_scripts, regroup};
+pub use wasm::plugin_references;
 
 /// One element of a restriction list.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,7 +84,7 @@ pub enum Restriction {
     Access(AccessCheck, String),
     /// A name from `smtpd_restriction_classes`.
     Class(String),
-    /// `check_policy_service inet:host:port | unix:/path`.
+    /// `check_policy_service inet:host:port | unix:/path | rhai:/path.rhai`.
     PolicyService(String),
     /// `reject_rbl_client`, `reject_rhsbl_client`, `reject_rhsbl_sender`,
     /// `permit_dnswl_client` with their `domain[=filter]`.
@@ -344,6 +347,8 @@ pub struct Policy {
     reject_unlisted_sender: bool,
     reject_unlisted_recipient: bool,
     policy_clients: Arc<policy::PolicyClients>,
+    /// Wasm plugins of this configuration epoch (`check_policy_service wasm:NAME`).
+    plugins: Arc<crate::plugins::PluginSet>,
     /// `default_rbl_reply`, unexpanded.
     rbl_reply: String,
     /// Made when a list uses DNS or `dns_nameservers` is set; `None` otherwise (or when it
@@ -403,6 +408,7 @@ impl Policy {
             reject_unlisted_sender: cfg.smtpd_reject_unlisted_sender,
             reject_unlisted_recipient: cfg.smtpd_reject_unlisted_recipient,
             policy_clients: Arc::new(policy::PolicyClients::new()),
+            plugins: crate::plugins::for_config(cfg),
             rbl_reply: cfg.default_rbl_reply.clone(),
             resolver: None,
             config: Arc::new(cfg.clone()),
@@ -475,6 +481,18 @@ impl Policy {
             .collect();
         for spec in specs {
             let _ = self.tables.open(&spec);
+        }
+        let scripts: Vec<&str> = self
+            .all_elements()
+            .filter_map(|r| match r {
+                Restriction::PolicyService(spec) => spec.strip_prefix("rhai:"),
+                _ => None,
+            })
+            .collect();
+        for path in scripts {
+            if let Err(e) = crate::scripts::engine().load(std::path::Path::new(path)) {
+                crate::warn!("smtpd", "policy script: {e}");
+            }
         }
     }
 

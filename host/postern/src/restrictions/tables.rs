@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use postern_config::Config;
-use postern_maps::{OpenCtx, Tables};
+use postern_maps::Tables;
 
 use super::Restriction;
 
@@ -47,7 +47,7 @@ impl TableSet {
 
 /// Opens a table list, logging what is wrong with it.
 pub fn open_list(spec: &str) -> Result<Tables, String> {
-    match Tables::open(spec, &OpenCtx::new()) {
+    match Tables::open(spec, &crate::scripts::open_ctx()) {
         Ok(t) => {
             for w in t.warnings() {
                 crate::warn!("smtpd", "{w}");
@@ -77,6 +77,31 @@ pub fn open_param(name: &str, items: &[String]) -> Result<Option<Tables>, String
 /// restriction class, with the list (or class) that names it, for `postern check`. The daemon
 /// opens the same specs through [`TableSet::open`] when it builds a [`super::Policy`].
 pub fn access_tables(cfg: &Config) -> Vec<(String, String)> {
+    elements(cfg)
+        .into_iter()
+        .filter_map(|(place, r)| match r {
+            Restriction::Access(_, spec) => Some((place, spec)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `check_policy_service rhai:/path.rhai` scripts of every list and class, as (where it is
+/// named, path), for `postern check`.
+pub fn policy_scripts(cfg: &Config) -> Vec<(String, String)> {
+    elements(cfg)
+        .into_iter()
+        .filter_map(|(place, r)| match r {
+            Restriction::PolicyService(spec) => {
+                spec.strip_prefix("rhai:").map(|p| (place, p.to_string()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every element of every restriction list and class, with the list (or class) that names it.
+fn elements(cfg: &Config) -> Vec<(String, Restriction)> {
     let classes: Vec<String> = cfg
         .smtpd_restriction_classes
         .iter()
@@ -106,9 +131,7 @@ pub fn access_tables(cfg: &Config) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (name, items) in lists {
         for r in Restriction::parse_list(items, &classes) {
-            if let Restriction::Access(_, spec) = r {
-                out.push((name.clone(), spec));
-            }
+            out.push((name.clone(), r));
         }
     }
     out

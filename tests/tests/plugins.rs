@@ -1,0 +1,153 @@
+//! Wasm policy plugins end to end: `check_policy_service wasm:NAME` bound in
+//! `$config_directory/plugins.toml`, in the real daemon, with the example plugin from
+//! `examples/policy-rust/` and the misbehaving one from `host/runtime/tests/plugins/sandbox/`.
+//! Building them needs the wasm32-wasip2 target (`rustup target add wasm32-wasip2`).
+
+#[path = "../../host/runtime/tests/guest/mod.rs"]
+mod guest;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use postern_tests::Server;
+
+fn example_plugin() -> PathBuf {
+    guest::build("examples/policy-rust", "policy_rust.wasm")
+}
+
+fn sandbox_plugin() -> PathBuf {
+    guest::build("host/runtime/tests/plugins/sandbox", "sandbox.wasm")
+}
+
+/// Starts the daemon with `restrictions`, then writes `plugins` as plugins.toml and restarts
+/// it (Server::start creates the configuration directory).
+fn server_with_plugins(restrictions: &str, plugins: &str) -> Server {
+    let mut server = Server::start(restrictions);
+    write_plugins(server.dir.path(), plugins);
+    server.stop();
+    server.spawn();
+    server
+}
+
+fn write_plugins(dir: &Path, text: &str) {
+    std::fs::write(dir.join("plugins.toml"), text).expect("write plugins.toml");
+}
+
+#[test]
+fn the_example_plugin_rejects_listed_recipients_with_its_text() {
+    let wasm = example_plugin();
+    let server = server_with_plugins(
+        "smtpd_recipient_restrictions = check_policy_service wasm:reject-listed, \
+         permit_mynetworks, reject_unauth_destination",
+        &format!(
+            "[[plugin]]\nname = \"reject-listed\"\ncomponent = \"{}\"\n\
+             [plugin.config]\nreject = \"blocked@example.test, other@example.test\"\n\
+             text = \"This mailbox does not accept mail\"\n",
+            wasm.display()
+        ),
+    );
+    let mut s = server.connect();
+    s.ehlo("client.example.org");
+    s.mail_from("sender@example.net", "250 2.1.0");
+    s.rcpt_to(
+        "Blocked@example.test",
+        "550 5.7.1 <Blocked@example.test>: Recipient address rejected: \
+         This mailbox does not accept mail",
+    );
+    s.rcpt_to("someone@example.test", "250 2.1.5");
+    s.cmd("QUIT", "221");
+    let log = server.wait_for_log(
+        "reject recipient <Blocked@example.test>",
+        Duration::from_secs(5),
+    );
+    assert!(log.contains("reject-listed: reject recipient"), "{log}");
+    let check = server.cli(&["check"]);
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{out}");
+    assert!(out.contains("plugin reject-listed: "), "{out}");
+}
+
+#[test]
+fn a_looping_plugin_gets_its_on_error_result_within_the_timeout() {
+    let wasm = sandbox_plugin();
+    let server = server_with_plugins(
+        "smtpd_recipient_restrictions = check_policy_service wasm:loop-defer, \
+         check_policy_service wasm:loop-dunno, permit_mynetworks, reject_unauth_destination",
+        &format!(
+            "[[plugin]]\nname = \"loop-defer\"\ncomponent = \"{w}\"\non_error = \"defer\"\n\
+             [plugin.config]\nmode = \"loop\"\n\n\
+             [[plugin]]\nname = \"loop-dunno\"\ncomponent = \"{w}\"\n\
+             [plugin.config]\nmode = \"loop\"\n",
+            w = wasm.display()
+        ),
+    );
+    let mut s = server.connect();
+    s.ehlo("client.example.org");
+    s.mail_from("sender@example.net", "250 2.1.0");
+    let start = Instant::now();
+    s.rcpt_to("someone@example.test", "451 4.3.0");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    s.cmd("QUIT", "221");
+    let log = server.wait_for_log("timed out", Duration::from_secs(5));
+    assert!(log.contains("plugin loop-defer"), "{log}");
+}
+
+#[test]
+fn a_failing_dunno_plugin_lets_the_list_continue() {
+    let wasm = sandbox_plugin();
+    let server = server_with_plugins(
+        "smtpd_recipient_restrictions = check_policy_service wasm:trap, \
+         permit_mynetworks, reject_unauth_destination",
+        &format!(
+            "[[plugin]]\nname = \"trap\"\ncomponent = \"{}\"\non_error = \"dunno\"\n\
+             [plugin.config]\nmode = \"trap\"\n",
+            wasm.display()
+        ),
+    );
+    let mut s = server.connect();
+    s.ehlo("client.example.org");
+    s.mail_from("sender@example.net", "250 2.1.0");
+    s.rcpt_to("someone@example.test", "250 2.1.5");
+    s.cmd("QUIT", "221");
+}
+
+#[test]
+fn check_reports_plugin_problems_with_file_and_line() {
+    let server = Server::start(
+        "smtpd_recipient_restrictions = check_policy_service wasm:missing, \
+         permit_mynetworks, reject_unauth_destination",
+    );
+    write_plugins(
+        server.dir.path(),
+        "[[plugin]]\nname = \"broken\"\ncomponent = \"nowhere.wasm\"\n\n\
+         [[plugin]]\nname = \"odd\"\ncomponent = \"x.wasm\"\non_error = \"maybe\"\n",
+    );
+    let out = server.cli(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(
+            "plugins.toml:5: [[plugin]] \"odd\": on_error must be \"dunno\" or \"defer\""
+        ),
+        "{text}"
+    );
+    write_plugins(
+        server.dir.path(),
+        "[[plugin]]\nname = \"broken\"\ncomponent = \"nowhere.wasm\"\n",
+    );
+    let out = server.cli(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("plugins.toml:1: plugin broken: cannot load component"),
+        "{text}"
+    );
+    assert!(
+        text.contains("check_policy_service wasm:missing: no [[plugin]] named \"missing\""),
+        "{text}"
+    );
+}
