@@ -47,8 +47,7 @@ pub use action::{parse_action, Action};
 pub use dnsbl::DnsList;
 pub use facts::{Facts, Note, Stage, Verdict};
 pub use recipient::{AddrClass, RecipientMaps};
-pub use tables::{access_tables, policy_scripts, regroup};
-pub use wasm::plugin_references;
+pub use tables::{access_tables, plugin_references, policy_scripts, regroup};
 
 /// One element of a restriction list.
 #[derive(Clone, Debug, PartialEq, Eq)]

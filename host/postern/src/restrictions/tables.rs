@@ -100,6 +100,19 @@ pub fn policy_scripts(cfg: &Config) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Every `check_policy_service wasm:NAME` of `cfg`: `(list or class, NAME)`, for `postern check`.
+pub fn plugin_references(cfg: &Config) -> Vec<(String, String)> {
+    elements(cfg)
+        .into_iter()
+        .filter_map(|(place, r)| match r {
+            Restriction::PolicyService(spec) => {
+                spec.strip_prefix("wasm:").map(|n| (place, n.to_string()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Every element of every restriction list and class, with the list (or class) that names it.
 fn elements(cfg: &Config) -> Vec<(String, Restriction)> {
     let classes: Vec<String> = cfg

@@ -15,61 +15,8 @@ use postern_runtime::{
 };
 
 use super::eval::{server_error, Eval};
-use super::{Decision, Facts, Restriction};
+use super::{Decision, Facts};
 use crate::plugins::{PluginSet, PolicyRef};
-
-/// Every `check_policy_service wasm:NAME` of `cfg`: `(list or class, NAME)`, for `postern check`.
-pub fn plugin_references(cfg: &Config) -> Vec<(String, String)> {
-    let classes: Vec<String> = cfg
-        .smtpd_restriction_classes
-        .iter()
-        .map(|(n, _)| n.clone())
-        .collect();
-    let mut lists: Vec<(String, &[String])> = vec![
-        (
-            "smtpd_client_restrictions".into(),
-            &cfg.smtpd_client_restrictions[..],
-        ),
-        (
-            "smtpd_helo_restrictions".into(),
-            &cfg.smtpd_helo_restrictions[..],
-        ),
-        (
-            "smtpd_sender_restrictions".into(),
-            &cfg.smtpd_sender_restrictions[..],
-        ),
-        (
-            "smtpd_relay_restrictions".into(),
-            &cfg.smtpd_relay_restrictions[..],
-        ),
-        (
-            "smtpd_recipient_restrictions".into(),
-            &cfg.smtpd_recipient_restrictions[..],
-        ),
-        (
-            "smtpd_data_restrictions".into(),
-            &cfg.smtpd_data_restrictions[..],
-        ),
-        (
-            "smtpd_end_of_data_restrictions".into(),
-            &cfg.smtpd_end_of_data_restrictions[..],
-        ),
-    ];
-    for (name, items) in &cfg.smtpd_restriction_classes {
-        lists.push((format!("restriction class {name}"), &items[..]));
-    }
-    let mut out = Vec::new();
-    for (place, items) in lists {
-        for r in Restriction::parse_list(items, &classes) {
-            if let Restriction::PolicyService(spec) = r {
-                if let Some(name) = spec.strip_prefix("wasm:") {
-                    out.push((place.clone(), name.to_string()));
-                }
-            }
-        }
-    }
-    out
-}
 
 /// What the restriction list does with a plugin's answer.
 pub enum Outcome {
