@@ -304,8 +304,24 @@ class Postern(Server):
             "smtpd_client_connection_count_limit = 0\n"
             "default_process_limit = 200\n"
             + (self.restriction_lines() if self.args.restrictions else "")
+            + (self.wasm_policy_lines() if self.args.wasm_policy else "")
         )
         (w / "etc" / "master.cf").write_text(f"127.0.0.1:{self.port} inet n - n - - smtpd\n")
+
+    def wasm_policy_lines(self) -> str:
+        """--wasm-policy WASM: the Rust example policy plugin on every RCPT (issue 4's benchmark).
+        Its reject list names nobody the load sends to, so every call answers DUNNO."""
+        (self.work / "etc" / "plugins.toml").write_text(
+            "[[plugin]]\n"
+            'name = "bench"\n'
+            f'component = "{Path(self.args.wasm_policy).resolve()}"\n'
+            'roles = ["policy"]\n'
+            "[plugin.config]\n"
+            'reject = "blocked@example.com"\n'
+            'text = "benchmark"\n'
+        )
+        return ("smtpd_recipient_restrictions = check_policy_service wasm:bench,\n"
+                "    permit_mynetworks, reject_unauth_destination\n")
 
     def restriction_lines(self) -> str:
         """--restrictions: a 10-element recipient restriction list with two hash: lookups, each
@@ -736,6 +752,8 @@ def parse_args() -> argparse.Namespace:
                    help="runs per cell; the run with the median delivered msg/s is reported (1)")
     p.add_argument("--skip-postfix", action="store_true", help="do not run Postfix")
     p.add_argument("--skip-postern", action="store_true", help="do not run Postern (check the Postfix side)")
+    p.add_argument("--wasm-policy", metavar="WASM",
+                   help="give Postern a Wasm policy plugin (e.g. the built examples/policy-rust) on every RCPT")
     p.add_argument("--restrictions", action="store_true",
                    help="give Postern a 10-element smtpd_recipient_restrictions list with two hash: lookups")
     p.add_argument("--keep", action="store_true", help="keep the work directories (config, queue, Maildir, logs)")
