@@ -151,3 +151,35 @@ fn check_reports_plugin_problems_with_file_and_line() {
         "{text}"
     );
 }
+
+#[test]
+fn annotations_last_for_one_transaction() {
+    // The sandbox plugin in `annotate` mode rejects with what an earlier call recorded (or
+    // "none"), then records spf=pass itself.
+    let wasm = sandbox_plugin();
+    let server = server_with_plugins(
+        "smtpd_recipient_restrictions = check_policy_service wasm:spf, permit",
+        &format!(
+            "[[plugin]]\nname = \"spf\"\ncomponent = \"{}\"\n[plugin.config]\nmode = \"annotate\"\n",
+            wasm.display()
+        ),
+    );
+    let mut s = server.connect();
+    s.ehlo("client.example.org");
+    s.mail_from("sender@example.net", "250 2.1.0");
+    let first = s.rcpt_to("a@example.test", "550 5.7.1");
+    assert!(first.ends_with("none"), "{first}");
+    let second = s.rcpt_to("b@example.test", "550 5.7.1");
+    assert!(
+        second.ends_with("spf:pass"),
+        "same transaction sees it: {second}"
+    );
+    s.cmd("RSET", "250");
+    s.mail_from("sender@example.net", "250 2.1.0");
+    let fresh = s.rcpt_to("c@example.test", "550 5.7.1");
+    assert!(
+        fresh.ends_with("none"),
+        "a new transaction starts empty: {fresh}"
+    );
+    s.cmd("QUIT", "221");
+}

@@ -38,6 +38,9 @@ pub struct Facts {
     /// `END-OF-MESSAGE`, `VRFY`): policy `protocol_state`.
     pub command: &'static str,
     pub esmtp: bool,
+    /// Results Wasm policy plugins recorded earlier in this transaction (WIT `annotations`),
+    /// shared by every plugin call of the transaction; a fresh store outside one.
+    pub annotations: postern_runtime::Annotations,
 }
 
 impl Facts {
@@ -59,6 +62,7 @@ impl Facts {
             size: 0,
             command: "RCPT",
             esmtp: true,
+            annotations: postern_runtime::Annotations::new(),
         }
     }
 

@@ -10,8 +10,8 @@
 use postern_config::Config;
 use postern_proto::Reply;
 use postern_runtime::{
-    Action, Annotations, ClientInfo, Decision as PluginDecision, OnError, PolicyRequest, Protocol,
-    ServerInfo, Stage as PluginStage, Verdict,
+    Action, ClientInfo, Decision as PluginDecision, OnError, PolicyRequest, Protocol, ServerInfo,
+    Stage as PluginStage, Verdict,
 };
 
 use super::eval::{server_error, Eval};
@@ -40,11 +40,7 @@ pub async fn query(plugins: &PluginSet, name: &str, facts: &Facts, cfg: &Config)
             return Outcome::Decision(server_error());
         }
     };
-    // Annotations are per call until sessions keep a transaction-scoped store.
-    match plugin
-        .check(&request(facts, cfg), &Annotations::new())
-        .await
-    {
+    match plugin.check(&request(facts, cfg), &facts.annotations).await {
         Ok(verdict) => Outcome::Actions(actions(verdict)),
         Err(e) => {
             crate::warn!("smtpd", "plugin {name}: {e}");
