@@ -27,6 +27,16 @@ const fn p(name: &'static str, default: &'static str, doc: &'static str) -> Para
     }
 }
 
+/// A parameter Postern has and Postfix does not (or not with this meaning).
+const fn postern_only(name: &'static str, default: &'static str, doc: &'static str) -> ParamDef {
+    ParamDef {
+        name,
+        default,
+        postfix: false,
+        doc,
+    }
+}
+
 /// Placeholder defaults replaced at first use by values computed from the system host name.
 const DYNAMIC: &str = "";
 
@@ -48,12 +58,7 @@ const PARAMS: &[ParamDef] = &[
     p("bounce_queue_lifetime", "5d", "How long a bounce message stays queued before it is discarded (default unit: d)."),
     p("canonical_classes", "envelope_sender, envelope_recipient, header_sender, header_recipient", "Addresses rewritten by canonical_maps."),
     p("canonical_maps", "", "Canonical address tables for sender and recipient addresses."),
-    ParamDef {
-        name: "compatibility_level",
-        default: "3.6",
-        postfix: false,
-        doc: "Accepted and ignored: Postern always uses the defaults of Postfix compatibility level 3.6.",
-    },
+    postern_only("compatibility_level", "3.6", "Accepted and ignored: Postern always uses the defaults of Postfix compatibility level 3.6."),
     p("config_directory", "/etc/postern", "Directory with main.cf and master.cf; set to the directory actually loaded."),
     p("default_destination_concurrency_limit", "20", "Maximal number of parallel deliveries to the same destination."),
     p("default_process_limit", "100", "Maximal number of simultaneous SMTP sessions per listener (master.cf maxproc overrides it)."),
@@ -62,18 +67,8 @@ const PARAMS: &[ParamDef] = &[
     p("defer_code", "450", "SMTP reply code for the defer restriction."),
     p("delay_warning_time", "0h", "Time before a delayed-mail warning is sent to the sender; 0 disables (default unit: h)."),
     p("disable_vrfy_command", "no", "Disable the SMTP VRFY command."),
-    ParamDef {
-        name: "dns_nameservers",
-        default: "",
-        postfix: false,
-        doc: "DNS servers for DNS-based restrictions: IP addresses with optional :port; empty uses /etc/resolv.conf.",
-    },
-    ParamDef {
-        name: "dns_timeout",
-        default: "5s",
-        postfix: false,
-        doc: "Time limit for one DNS query of a DNS-based restriction (default unit: s).",
-    },
+    postern_only("dns_nameservers", "", "DNS servers for DNS-based restrictions: IP addresses with optional :port; empty uses /etc/resolv.conf."),
+    postern_only("dns_timeout", "5s", "Time limit for one DNS query of a DNS-based restriction (default unit: s)."),
     p("header_checks", "", "Tables (regexp:/pcre:) matched against each primary message header."),
     p("header_size_limit", "102400", "Maximal size in bytes of one message header (including continuation lines)."),
     p("home_mailbox", "", "Mailbox path relative to the user's home; a trailing / means Maildir; empty uses mail_spool_directory."),
