@@ -183,3 +183,69 @@ fn annotations_last_for_one_transaction() {
     );
     s.cmd("QUIT", "221");
 }
+
+fn roles_plugin() -> PathBuf {
+    guest::build("host/runtime/tests/plugins/roles", "roles.wasm")
+}
+
+/// One component as a before-queue filter (`smtpd_milters`), a table (`transport_maps =
+/// wasm:…`) and a transport, in the real daemon.
+#[test]
+fn filter_table_and_transport_plugins_work_in_the_daemon() {
+    let wasm = roles_plugin();
+    let server = server_with_plugins(
+        "smtpd_milters = wasm:tagger, wasm:spam\ntransport_maps = wasm:store/fixed",
+        &format!(
+            "[[plugin]]\nname = \"tagger\"\ncomponent = \"{w}\"\nroles = [\"filter\"]\n\
+             [plugin.config]\nfilter = \"tag\"\ncaps = \"add-headers\"\n\n\
+             [[plugin]]\nname = \"spam\"\ncomponent = \"{w}\"\nroles = [\"filter\"]\n\
+             [plugin.config]\nfilter = \"reject-spam\"\n\n\
+             [[plugin]]\nname = \"store\"\ncomponent = \"{w}\"\nroles = [\"lookup\", \"transport\"]\n\
+             grants = [\"kv:mailbox\"]\n\
+             [plugin.config]\nentries = \"kv@example.test=wasm:store:[store.example]:24\"\n",
+            w = wasm.display()
+        ),
+    );
+    let mut s = server.connect();
+    s.ehlo("client.example.org");
+    s.mail_from("sender@example.net", "250 2.1.0");
+    s.rcpt_to("carol@localhost", "250 2.1.5");
+    s.data(&postern_tests::message("plain"), "250 2.0.0");
+    s.mail_from("sender@example.net", "250 2.1.0");
+    s.rcpt_to("carol@localhost", "250 2.1.5");
+    s.data(
+        "Subject: offer\r\n\r\nBuy SPAM now.\r\n",
+        "550 5.7.1 spam detected",
+    );
+    s.mail_from("sender@example.net", "250 2.1.0");
+    s.rcpt_to("kv@example.test", "250 2.1.5");
+    s.data(&postern_tests::message("stored"), "250 2.0.0");
+    s.cmd("QUIT", "221");
+
+    let mail = server.wait_for_mail("carol", 1, Duration::from_secs(10));
+    assert_eq!(mail.len(), 1, "the spam message must not be delivered");
+    assert!(
+        mail[0].contains("X-Scanned: size=") && mail[0].contains("subject=plain"),
+        "{}",
+        mail[0]
+    );
+    let log = server.wait_for_log("stored ", Duration::from_secs(10));
+    assert!(log.contains("milter-reject: END-OF-MESSAGE"), "{log}");
+    assert!(
+        log.contains("to=<kv@example.test>, relay=wasm:store")
+            && log.contains("status=sent (stored ")
+            && log.contains("via [store.example]:24)"),
+        "{log}"
+    );
+    let check = server.cli(&["check"]);
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{out}");
+    assert!(
+        out.contains("plugin store: ") && out.contains("roles: lookup, transport"),
+        "{out}"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let status = server.cli(&["status"]);
+    let out = String::from_utf8_lossy(&status.stdout);
+    assert!(out.contains("plugins:") && out.contains("tagger"), "{out}");
+}

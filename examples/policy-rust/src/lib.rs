@@ -11,56 +11,25 @@
 //!
 //! and in main.cf: `smtpd_recipient_restrictions = check_policy_service wasm:reject-listed, …`.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "policy-plugin",
-    generate_all,
-});
-
-use exports::postern::plugin::policy::{Action, Decision, Guest, PolicyRequest, Verdict};
-use postern::plugin::types::{EnhancedCode, PluginError, Reply};
-use postern::plugin::{config, logging};
+use postern_plugin_sdk::policy::{Guest, PolicyRequest, Verdict};
+use postern_plugin_sdk::types::PluginError;
+use postern_plugin_sdk::{config, log};
 
 struct RejectListed;
 
 impl Guest for RejectListed {
     fn check(request: PolicyRequest) -> Result<Verdict, PluginError> {
         let Some(rcpt) = request.recipient else {
-            return Ok(dunno());
+            return Ok(Verdict::dunno());
         };
-        let listed = config::get("reject").unwrap_or_default();
-        let hit = listed
-            .split([',', ' '])
-            .filter(|a| !a.is_empty())
-            .any(|a| a.eq_ignore_ascii_case(&rcpt.address));
-        if !hit {
-            return Ok(dunno());
+        let listed = config::get_list("reject");
+        if !listed.iter().any(|a| a.eq_ignore_ascii_case(&rcpt.address)) {
+            return Ok(Verdict::dunno());
         }
-        let text = config::get("text").unwrap_or_else(|| "Recipient refused by policy".into());
-        logging::log(
-            logging::Level::Info,
-            &format!("reject recipient <{}>: listed", rcpt.address),
-        );
-        Ok(Verdict {
-            decision: Decision::Reject(Reply {
-                code: 550,
-                enhanced: Some(EnhancedCode {
-                    class: 5,
-                    subject: 7,
-                    detail: 1,
-                }),
-                text: vec![text],
-            }),
-            actions: Vec::<Action>::new(),
-        })
+        let text = config::get_or("text", "Recipient refused by policy");
+        log::info!("reject recipient <{}>: listed", rcpt.address);
+        Verdict::reject(550, "5.7.1", text)
     }
 }
 
-fn dunno() -> Verdict {
-    Verdict {
-        decision: Decision::Dunno,
-        actions: Vec::new(),
-    }
-}
-
-export!(RejectListed);
+postern_plugin_sdk::export_policy!(RejectListed);

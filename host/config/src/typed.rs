@@ -233,6 +233,8 @@ pub struct Config {
     pub transport_maps: Vec<String>,
     /// `relay_transport` (default `relay`).
     pub relay_transport: String,
+    /// `smtpd_milters` (default empty): before-queue filters, in order (`wasm:NAME`).
+    pub smtpd_milters: Vec<String>,
     /// `virtual_transport` (default `virtual`).
     pub virtual_transport: String,
     /// `virtual_mailbox_domains` (default `$virtual_mailbox_maps`), normalized like

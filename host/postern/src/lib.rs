@@ -34,6 +34,8 @@ pub mod cli;
 pub mod daemon;
 pub mod dns;
 pub mod log;
+pub mod plugin_dns;
+pub mod plugin_table;
 pub mod plugins;
 pub mod qmgr;
 pub mod queue;

@@ -23,9 +23,11 @@ pub fn engine() -> &'static Arc<Scripts> {
     })
 }
 
-/// The [`OpenCtx`] for every table Postern opens: the built-in types plus `rhai:`.
+/// The [`OpenCtx`] for every table Postern opens: the built-in types plus `rhai:` and
+/// `wasm:` (lookup-role plugins of the current plugin set, [`crate::plugin_table`]).
 pub fn open_ctx() -> OpenCtx {
     let mut ctx = OpenCtx::new();
     ctx.register("rhai", postern_script::opener(engine().clone()));
+    ctx.register("wasm", crate::plugin_table::opener());
     ctx
 }

@@ -10,8 +10,19 @@
 //! memory = "16M"                     # linear-memory cap per instance (default 16 MiB)
 //! fuel = 10000000                    # optional instruction budget per call
 //! on_error = "dunno"                 # dunno (fail open, default) | defer (451 4.3.0)
+//! instances = "auto"                 # auto | transaction | pooled | call (see Binding)
+//! max_uses = 1000                    # pooled: calls per instance before it is replaced
+//! max_age = "5m"                     # pooled: age at which an instance is replaced
+//! dns_queries = 20                   # DNS queries one call may make
+//! backoff_after = 5                  # consecutive faults before calls fail fast (0 = never)
 //! [plugin.config]
 //! reject = "a@example.com, b@example.com"
+//!
+//! [[key]]                            # a signing key the host holds (grant "signing:NAME")
+//! name = "example.com"
+//! path = "keys/example.com.pem"      # PKCS#8 or PKCS#1 PEM, RSA ≥ 1024 bits or Ed25519
+//! selector = "s2026"
+//! domain = "example.com"
 //! ```
 
 use std::collections::BTreeMap;
@@ -20,11 +31,36 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 
+use crate::services::KeySpec;
+
 /// Default wall-clock limit per call (issue 4: an infinite loop is stopped within ≤ 50 ms).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
 /// Default linear-memory cap: ample for a Rust policy plugin (~1–2 MiB), small enough that a
 /// thousand concurrent calls cannot exhaust the host.
 pub const DEFAULT_MEMORY: usize = 16 << 20;
+/// Default per-call DNS query budget: SPF's ten DNS-querying terms plus the lookups around
+/// them.
+pub const DEFAULT_DNS_QUERIES: u32 = 20;
+/// Default replacement thresholds of a pooled instance.
+pub const DEFAULT_MAX_USES: u32 = 1000;
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
+/// Consecutive faults (traps, timeouts, limit hits) after which a plugin is backed off.
+pub const DEFAULT_BACKOFF_AFTER: u32 = 5;
+
+/// How long an instance lives (`instances = …`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InstanceMode {
+    /// `pooled` for components of 4 MiB and more (Python, JS), `transaction` below.
+    #[default]
+    Auto,
+    /// A fresh instance for every call.
+    Call,
+    /// One instance per SMTP transaction (fresh per call outside a transaction): no state
+    /// survives from one message to the next.
+    Transaction,
+    /// Instances are reused across transactions until `max_uses` calls or `max_age`.
+    Pooled,
+}
 
 /// Roles a component may serve (WIT worlds). Only `policy` is wired in this version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +100,13 @@ pub struct Binding {
     pub memory: usize,
     pub fuel: Option<u64>,
     pub on_error: OnError,
+    pub instances: InstanceMode,
+    pub max_uses: u32,
+    pub max_age: Duration,
+    pub dns_queries: u32,
+    /// Consecutive faults after which calls fail fast for a back-off period (1 s, doubling
+    /// to 60 s); 0 never backs off.
+    pub backoff_after: u32,
     /// The binding's `[plugin.config]` table, read by the plugin through the `config` import.
     pub config: BTreeMap<String, String>,
     /// `file:line` of the entry, for messages about it.
@@ -82,6 +125,11 @@ impl Binding {
             memory: DEFAULT_MEMORY,
             fuel: None,
             on_error: OnError::Dunno,
+            instances: InstanceMode::Auto,
+            max_uses: DEFAULT_MAX_USES,
+            max_age: DEFAULT_MAX_AGE,
+            dns_queries: DEFAULT_DNS_QUERIES,
+            backoff_after: DEFAULT_BACKOFF_AFTER,
             config: BTreeMap::new(),
             origin: String::new(),
         }
@@ -92,6 +140,8 @@ impl Binding {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Bindings {
     pub plugins: Vec<Binding>,
+    /// `[[key]]` entries: signing keys the host loads and plugins use by handle.
+    pub keys: Vec<KeySpec>,
 }
 
 impl Bindings {
@@ -110,11 +160,16 @@ impl Bindings {
         let doc: toml::Table =
             toml::from_str(text).map_err(|e| anyhow!("{file}: {}", e.to_string().trim_end()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let lines = entry_lines(text);
+        let lines = entry_lines(text, "[[plugin]]");
         let mut plugins: Vec<Binding> = Vec::new();
+        let mut keys: Vec<KeySpec> = Vec::new();
         for (key, value) in &doc {
+            if key == "key" {
+                keys = parse_keys(value, base, &file, &entry_lines(text, "[[key]]"))?;
+                continue;
+            }
             if key != "plugin" {
-                bail!("{file}: unknown top-level key \"{key}\" (expected [[plugin]] entries)");
+                bail!("{file}: unknown top-level key \"{key}\" (expected [[plugin]] and [[key]] entries)");
             }
             let Some(entries) = value.as_array() else {
                 bail!("{file}: \"plugin\" must be an array of tables: write [[plugin]]");
@@ -130,7 +185,18 @@ impl Bindings {
                 plugins.push(b);
             }
         }
-        Ok(Bindings { plugins })
+        for b in &plugins {
+            for k in &b.grants.signing {
+                if !keys.iter().any(|spec| spec.name == *k) {
+                    bail!(
+                        "{}: [[plugin]] \"{}\": grant \"signing:{k}\" names no [[key]] entry",
+                        b.origin,
+                        b.name
+                    );
+                }
+            }
+        }
+        Ok(Bindings { plugins, keys })
     }
 
     pub fn get(&self, name: &str) -> Option<&Binding> {
@@ -138,13 +204,13 @@ impl Bindings {
     }
 }
 
-/// Line numbers of the `[[plugin]]` headers, in order.
-fn entry_lines(text: &str) -> Vec<usize> {
+/// Line numbers of the `header` (`[[plugin]]`, `[[key]]`) lines, in order.
+fn entry_lines(text: &str, header: &str) -> Vec<usize> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| {
             let l: String = l.chars().filter(|c| !c.is_whitespace()).collect();
-            l.starts_with("[[plugin]]")
+            l.starts_with(header)
         })
         .map(|(n, _)| n + 1)
         .collect()
@@ -240,6 +306,43 @@ fn parse_entry(entry: &toml::Value, base: &Path, origin: &str) -> anyhow::Result
                     bail!("{}", ctx("memory must be at least 64K (one wasm page)"));
                 }
             }
+            "instances" => {
+                b.instances = match v.as_str() {
+                    Some("auto") => InstanceMode::Auto,
+                    Some("call") => InstanceMode::Call,
+                    Some("transaction") => InstanceMode::Transaction,
+                    Some("pooled") => InstanceMode::Pooled,
+                    _ => bail!(
+                        "{}",
+                        ctx("instances must be \"auto\", \"transaction\", \"pooled\" or \"call\"")
+                    ),
+                }
+            }
+            "max_uses" => match v {
+                toml::Value::Integer(n) if *n > 0 && *n <= i64::from(u32::MAX) => {
+                    b.max_uses = *n as u32
+                }
+                _ => bail!("{}", ctx("max_uses must be a positive integer")),
+            },
+            "backoff_after" => match v {
+                toml::Value::Integer(n) if *n >= 0 && *n <= i64::from(u32::MAX) => {
+                    b.backoff_after = *n as u32
+                }
+                _ => bail!("{}", ctx("backoff_after must be a non-negative integer")),
+            },
+            "dns_queries" => match v {
+                toml::Value::Integer(n) if *n >= 0 && *n <= 1000 => b.dns_queries = *n as u32,
+                _ => bail!("{}", ctx("dns_queries must be an integer from 0 to 1000")),
+            },
+            "max_age" => {
+                let s = v.as_str().unwrap_or_default();
+                b.max_age = parse_duration(s).ok_or_else(|| {
+                    anyhow!(
+                        "{}",
+                        ctx("max_age must be a duration string such as \"5m\" or \"30s\"")
+                    )
+                })?;
+            }
             "fuel" => match v {
                 toml::Value::Integer(n) if *n > 0 => b.fuel = Some(*n as u64),
                 _ => bail!("{}", ctx("fuel must be a positive integer")),
@@ -276,6 +379,52 @@ fn parse_entry(entry: &toml::Value, base: &Path, origin: &str) -> anyhow::Result
     }
     b.component = component.ok_or_else(|| anyhow!("{}", ctx("has no component path")))?;
     Ok(b)
+}
+
+fn parse_keys(
+    value: &toml::Value,
+    base: &Path,
+    file: &str,
+    lines: &[usize],
+) -> anyhow::Result<Vec<KeySpec>> {
+    let Some(entries) = value.as_array() else {
+        bail!("{file}: \"key\" must be an array of tables: write [[key]]");
+    };
+    let mut keys: Vec<KeySpec> = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let origin = format!("{file}:{}", lines.get(i).copied().unwrap_or(1));
+        let Some(t) = entry.as_table() else {
+            bail!("{origin}: [[key]] must be a table");
+        };
+        let field = |k: &str| -> anyhow::Result<String> {
+            match t.get(k) {
+                Some(toml::Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+                Some(_) => bail!("{origin}: [[key]] {k} must be a non-empty string"),
+                None => bail!("{origin}: [[key]] has no {k}"),
+            }
+        };
+        if let Some(k) = t
+            .keys()
+            .find(|k| !matches!(k.as_str(), "name" | "path" | "selector" | "domain"))
+        {
+            bail!("{origin}: [[key]] unknown key \"{k}\" (name, path, selector, domain)");
+        }
+        let name = field("name")?;
+        if !valid_name(&name) {
+            bail!("{origin}: [[key]] name \"{name}\": use letters, digits, '-', '_' and '.' only");
+        }
+        if keys.iter().any(|k| k.name == name) {
+            bail!("{origin}: key name \"{name}\" is used twice");
+        }
+        keys.push(KeySpec {
+            path: base.join(field("path")?),
+            selector: field("selector")?,
+            domain: field("domain")?,
+            name,
+            origin,
+        });
+    }
+    Ok(keys)
 }
 
 fn valid_name(s: &str) -> bool {

@@ -104,6 +104,12 @@ pub fn status(source: &ConfigSource, queue_dir: &Path) -> CliResult {
     for (dir, n) in super::queue::counts(queue_dir)? {
         println!("  {:<9} {n}", dir.name());
     }
+    if pid.is_some() {
+        if let Some(table) = crate::plugins::read_stats(queue_dir) {
+            println!("plugins:");
+            print!("{table}");
+        }
+    }
     Ok(if pid.is_some() {
         exit::OK
     } else {
@@ -299,11 +305,12 @@ pub fn check(source: &ConfigSource, overrides: &[(String, String)]) -> CliResult
             errors += 1;
         }
     }
+    // Plugins first: `wasm:` tables are opened from the loaded set.
+    errors += check_plugins(cfg);
     let stdout = std::io::stdout();
     let tables = super::check_tables::check_tables(cfg, &mut stdout.lock())
         .map_err(|e| CliError::new(exit::IOERR, e.into()))?;
     errors += tables.errors;
-    errors += check_plugins(cfg);
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     for l in &loaded.listeners {
@@ -335,16 +342,35 @@ pub fn check(source: &ConfigSource, overrides: &[(String, String)]) -> CliResult
 /// Returns how many errors it printed.
 fn check_plugins(cfg: &postern_config::Config) -> usize {
     let set = match &cfg.config_dir {
-        Some(dir) => crate::plugins::PluginSet::load(dir),
+        Some(dir) => crate::plugins::PluginSet::load(dir, Some(crate::plugins::cache_dir(cfg))),
         None => crate::plugins::PluginSet::default(),
     };
+    let set = std::sync::Arc::new(set);
+    crate::plugins::set_latest(set.clone());
     let mut errors = 0;
     for e in &set.errors {
         println!("error: {e}");
         errors += 1;
     }
-    for b in &set.bindings().plugins {
-        println!("plugin {}: {}", b.name, b.component.display());
+    for p in set.plugins() {
+        let b = p.binding();
+        let roles: Vec<&str> = [
+            (p.policy.is_some(), "policy"),
+            (p.lookup.is_some(), "lookup"),
+            (p.filter.is_some(), "filter"),
+            (p.transport.is_some(), "transport"),
+        ]
+        .iter()
+        .filter(|(has, _)| *has)
+        .map(|(_, r)| *r)
+        .collect();
+        println!(
+            "plugin {}: {} (roles: {}; instances: {})",
+            b.name,
+            b.component.display(),
+            roles.join(", "),
+            p.instance_policy()
+        );
     }
     for (place, name) in crate::restrictions::plugin_references(cfg) {
         if set.bindings().get(&name).is_none() {

@@ -143,6 +143,8 @@ fn prepare(loaded: &LoadedConfig) -> anyhow::Result<Started> {
     for w in &loaded.warnings {
         warn!("master", "{w}");
     }
+    // Plugins before tables: `wasm:` tables are opened from the loaded set.
+    crate::plugins::for_config(cfg);
     crate::cleanup::tables::preload(cfg);
     let queue_dir = &cfg.queue_directory;
     let spool = Spool::open(queue_dir)
@@ -198,6 +200,16 @@ async fn serve(
     }
 
     let (main_tx, main_rx) = watch::channel(Arc::new(loaded.main.clone()));
+    // Per-plugin counters for `postern status`.
+    let stats_dir = loaded.main.queue_directory.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            let dir = stats_dir.clone();
+            let _ = tokio::task::spawn_blocking(move || crate::plugins::write_stats(&dir)).await;
+        }
+    });
     let (qmgr, mut qmgr_task) = qmgr::start(main_rx, spool.clone(), shutdown_rx.clone());
 
     let mut services = Vec::new();
@@ -381,8 +393,11 @@ async fn reload(opts: &Options, services: &[Service], main_tx: &watch::Sender<Ar
     }
     let main = Arc::new(new.main);
     let tables_cfg = main.clone();
-    if let Err(e) =
-        tokio::task::spawn_blocking(move || crate::cleanup::tables::preload(&tables_cfg)).await
+    if let Err(e) = tokio::task::spawn_blocking(move || {
+        crate::plugins::for_config(&tables_cfg);
+        crate::cleanup::tables::preload(&tables_cfg)
+    })
+    .await
     {
         error!("master", "reload: opening lookup tables failed: {e}");
     }
@@ -418,6 +433,17 @@ mod tests {
         };
         let loaded = postern_config::load_with(Some(&dir), &opts.overrides).expect("load");
         let (main_tx, main_rx) = watch::channel(Arc::new(loaded.main.clone()));
+        // Per-plugin counters for `postern status`.
+        let stats_dir = loaded.main.queue_directory.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+            loop {
+                tick.tick().await;
+                let dir = stats_dir.clone();
+                let _ =
+                    tokio::task::spawn_blocking(move || crate::plugins::write_stats(&dir)).await;
+            }
+        });
         let services: Vec<Service> = loaded
             .listeners
             .into_iter()

@@ -38,9 +38,9 @@ pub struct Facts {
     /// `END-OF-MESSAGE`, `VRFY`): policy `protocol_state`.
     pub command: &'static str,
     pub esmtp: bool,
-    /// Results Wasm policy plugins recorded earlier in this transaction (WIT `annotations`),
-    /// shared by every plugin call of the transaction; a fresh store outside one.
-    pub annotations: postern_runtime::Annotations,
+    /// The plugin scope of the SMTP transaction (annotations recorded by earlier plugins,
+    /// per-transaction instances); `None` at connect and HELO.
+    pub plugins: Option<postern_runtime::Transaction>,
 }
 
 impl Facts {
@@ -62,7 +62,7 @@ impl Facts {
             size: 0,
             command: "RCPT",
             esmtp: true,
-            annotations: postern_runtime::Annotations::new(),
+            plugins: None,
         }
     }
 

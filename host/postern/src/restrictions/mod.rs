@@ -29,7 +29,7 @@ pub mod policy;
 mod recipient;
 mod script;
 mod tables;
-mod wasm;
+pub(crate) mod wasm;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

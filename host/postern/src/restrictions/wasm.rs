@@ -40,7 +40,10 @@ pub async fn query(plugins: &PluginSet, name: &str, facts: &Facts, cfg: &Config)
             return Outcome::Decision(server_error());
         }
     };
-    match plugin.check(&request(facts, cfg), &facts.annotations).await {
+    match plugin
+        .check(&request(facts, cfg), facts.plugins.as_ref())
+        .await
+    {
         Ok(verdict) => Outcome::Actions(actions(verdict)),
         Err(e) => {
             crate::warn!("smtpd", "plugin {name}: {e}");
@@ -96,6 +99,25 @@ fn stage(command: &str) -> PluginStage {
 
 fn known(name: &str) -> Option<String> {
     (name != "unknown" && !name.is_empty()).then(|| name.to_string())
+}
+
+/// The client as plugins see it (policy requests, filter contexts).
+pub(crate) fn client_info(f: &Facts) -> ClientInfo {
+    ClientInfo {
+        address: f.client_addr,
+        port: f.client_port,
+        reverse_name: known(&f.reverse_client_name),
+        verified_name: known(&f.client_name),
+        helo: f.helo.clone(),
+        protocol: if f.esmtp {
+            Protocol::Esmtp
+        } else {
+            Protocol::Smtp
+        },
+        tls: None,
+        sasl_method: None,
+        sasl_username: f.sasl_username.clone(),
+    }
 }
 
 fn request(f: &Facts, cfg: &Config) -> PolicyRequest {

@@ -30,7 +30,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             f.recipient_count = t.recipients.len();
             f.queue_id = t.id.as_ref().map(|r| Reservation::id(r).to_string());
             f.instance = t.instance.clone();
-            f.annotations = t.annotations.clone();
+            f.plugins = Some(t.plugins.clone());
             f.size = t.params.size.unwrap_or(0);
         }
         f

@@ -128,7 +128,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 .fail(Reply::new(503, "5.5.1", "Error: need RCPT command"))
                 .await;
         };
-        let actions = txn.actions;
+        let mut actions = txn.actions;
+        let plugins = txn.plugins;
         // The reservation stays alive until cleanup has written the message: dropped earlier, its
         // pre-created file could be handed to another transaction.
         let reservation = txn.id.unwrap_or_else(|| self.ctx.spool.reserve());
@@ -145,6 +146,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         env.body = txn.params.body;
         env.smtputf8 = txn.params.smtputf8;
         env.recipients = txn.recipients;
+        let mut content = content;
+        if !self.ctx.settings.config.smtpd_milters.is_empty() {
+            if let Some(r) = self
+                .run_milters(&facts, &plugins, &mut env, &mut content, &mut actions)
+                .await
+            {
+                let namaddr = self.ctx.client.namaddr();
+                crate::info!(
+                    "smtpd",
+                    "{qid}: milter-reject: END-OF-MESSAGE from {namaddr}: {r}"
+                );
+                drop(reservation);
+                return self.fail(r).await;
+            }
+        }
         let protocol = if self.proto.esmtp {
             Protocol::Esmtp
         } else {

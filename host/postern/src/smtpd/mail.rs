@@ -98,7 +98,7 @@ impl Transaction {
             rcpt_tried: false,
             bdat: None,
             instance: next_instance(),
-            annotations: postern_runtime::Annotations::new(),
+            plugins: postern_runtime::Transaction::new(),
             sender_verdict: None,
             early_merged: false,
             actions: Default::default(),

@@ -21,6 +21,7 @@ mod data;
 mod ehlo;
 mod io;
 mod mail;
+mod milters;
 mod misc;
 mod rcpt;
 mod session;

@@ -119,9 +119,9 @@ pub(super) struct Transaction {
     pub bdat: Option<super::bdat::Chunks>,
     /// Postfix's policy `instance`: the same for every request of this transaction.
     pub instance: String,
-    /// What Wasm policy plugins recorded for later plugins of this transaction (e.g. an SPF
-    /// result a DMARC plugin reads).
-    pub annotations: postern_runtime::Annotations,
+    /// The plugin scope of this transaction: what Wasm plugins recorded for later plugins
+    /// (e.g. an SPF result a DMARC plugin reads) and the instances they keep until it ends.
+    pub plugins: postern_runtime::Transaction,
     /// The sender restrictions' verdict, once evaluated.
     pub sender_verdict: Option<Verdict>,
     /// The client/HELO/sender verdicts' actions were merged into `actions`.

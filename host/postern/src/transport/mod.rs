@@ -26,6 +26,7 @@ pub mod maildir;
 pub mod pipe;
 pub mod resolve;
 pub mod virtual_mailbox;
+pub mod wasm;
 
 pub use resolve::{resolve, route, Route};
 
@@ -47,6 +48,8 @@ pub enum Transport {
     Smtp,
     /// lmtp(8): delivery to an LMTP server such as Dovecot. Not in this version.
     Lmtp,
+    /// `wasm:NAME`: a transport-role plugin bound in plugins.toml.
+    Wasm(String),
     /// A transport name no delivery agent answers to (a typo in `default_transport`, or a
     /// `master.cf` service Postern does not have). Mail is deferred, as Postfix does when it cannot
     /// reach a transport, so fixing the configuration and flushing the queue delivers it.
@@ -77,7 +80,7 @@ impl Transport {
             Transport::Error => "error",
             Transport::Smtp => "smtp",
             Transport::Lmtp => "lmtp",
-            Transport::Unknown(name) => name,
+            Transport::Wasm(name) | Transport::Unknown(name) => name,
         }
     }
 
@@ -89,6 +92,7 @@ impl Transport {
             Transport::Virtual => "virtual",
             Transport::Discard => "discard",
             Transport::Error => "error",
+            Transport::Wasm(_) => "wasm",
             Transport::Smtp | Transport::Lmtp | Transport::Unknown(_) => "qmgr",
         }
     }
@@ -98,7 +102,11 @@ impl Transport {
     pub fn is_limited(&self) -> bool {
         matches!(
             self,
-            Transport::Local | Transport::Virtual | Transport::Smtp | Transport::Lmtp
+            Transport::Local
+                | Transport::Virtual
+                | Transport::Smtp
+                | Transport::Lmtp
+                | Transport::Wasm(_)
         )
     }
 
@@ -264,6 +272,7 @@ pub async fn deliver(cfg: Arc<Config>, job: &Job, slot: DestinationSlot) -> Vec<
             .iter()
             .map(|_| error::deliver(&job.route.nexthop))
             .collect(),
+        Transport::Wasm(name) => wasm::deliver(name, job).await,
         Transport::Smtp | Transport::Lmtp | Transport::Unknown(_) => {
             let outcome = unavailable(&job.route.transport);
             vec![outcome; job.rcpts.len()]

@@ -52,10 +52,27 @@ impl Route {
 /// Splits a transport setting `name[:nexthop]` (`local:$myhostname`, `error:5.1.1 go away`).
 fn parse_spec(spec: &str) -> (Transport, Option<String>) {
     let spec = spec.trim();
-    match spec.split_once(':') {
+    let (t, hop) = match spec.split_once(':') {
         Some((name, hop)) if !hop.is_empty() => (Transport::from_name(name), Some(hop.to_string())),
         Some((name, _)) => (Transport::from_name(name), None),
         None => (Transport::from_name(spec), None),
+    };
+    plugin_transport(t, hop)
+}
+
+/// `wasm:NAME[:nexthop]`: the first part of what follows `wasm:` names the plugin.
+fn plugin_transport(t: Transport, hop: Option<String>) -> (Transport, Option<String>) {
+    match (&t, hop) {
+        (Transport::Unknown(n), Some(rest)) if n.eq_ignore_ascii_case("wasm") => {
+            match rest.split_once(':') {
+                Some((name, hop)) if !hop.is_empty() => {
+                    (Transport::Wasm(name.to_string()), Some(hop.to_string()))
+                }
+                Some((name, _)) => (Transport::Wasm(name.to_string()), None),
+                None => (Transport::Wasm(rest), None),
+            }
+        }
+        (_, hop) => (t, hop),
     }
 }
 
@@ -104,6 +121,9 @@ pub fn resolve(cfg: &Config, dest: &Destinations, rcpt: &str) -> Route {
         }
     };
     let (transport, hop) = match transport_map(cfg, rcpt) {
+        Ok(Some(entry)) if entry.transport.eq_ignore_ascii_case("wasm") => {
+            plugin_transport(Transport::from_name("wasm"), Some(entry.nexthop))
+        }
         Ok(Some(entry)) => {
             let t = if entry.transport.is_empty() {
                 transport
