@@ -249,3 +249,62 @@ fn filter_table_and_transport_plugins_work_in_the_daemon() {
     let out = String::from_utf8_lossy(&status.stdout);
     assert!(out.contains("plugins:") && out.contains("tagger"), "{out}");
 }
+
+/// `content_filter = wasm:NAME`: the filter runs after queueing and re-injects what it accepts
+/// as a new queue file; a reject bounces.
+#[test]
+fn an_after_queue_filter_reinjects_or_bounces() {
+    let wasm = roles_plugin();
+    let server = server_with_plugins(
+        "content_filter = wasm:scan",
+        &format!(
+            "[[plugin]]\nname = \"scan\"\ncomponent = \"{w}\"\nroles = [\"filter\"]\n\
+             [plugin.config]\nfilter = \"tag\"\ncaps = \"add-headers\"\n",
+            w = wasm.display()
+        ),
+    );
+    let mut s = server.connect();
+    s.ehlo("client.example.org");
+    s.mail_from("sender@example.net", "250 2.1.0");
+    s.rcpt_to("dave@localhost", "250 2.1.5");
+    s.data(&postern_tests::message("after"), "250 2.0.0");
+    s.cmd("QUIT", "221");
+    let mail = server.wait_for_mail("dave", 1, Duration::from_secs(10));
+    assert!(
+        mail[0].contains("X-Scanned: size=") && mail[0].contains("subject=after"),
+        "{}",
+        mail[0]
+    );
+    let log = server.wait_for_log("relay=local", Duration::from_secs(10));
+    assert!(
+        log.contains("relay=wasm:scan") && log.contains("filtered by wasm:scan, queued as"),
+        "{log}"
+    );
+
+    // The same filter rejecting: the recipient bounces with the filter's reply.
+    write_plugins(
+        server.dir.path(),
+        &format!(
+            "[[plugin]]\nname = \"scan\"\ncomponent = \"{w}\"\nroles = [\"filter\"]\n\
+             [plugin.config]\nfilter = \"reject-spam\"\n",
+            w = wasm.display()
+        ),
+    );
+    let reload = server.cli(&["reload"]);
+    assert!(reload.status.success());
+    std::thread::sleep(Duration::from_millis(500));
+    let mut s = server.connect();
+    s.ehlo("client.example.org");
+    s.mail_from("sender@example.net", "250 2.1.0");
+    s.rcpt_to("dave@localhost", "250 2.1.5");
+    s.data("Subject: offer\r\n\r\nBuy SPAM now.\r\n", "250 2.0.0");
+    s.cmd("QUIT", "221");
+    let log = server.wait_for_log("status=bounced (spam detected)", Duration::from_secs(10));
+    assert!(log.contains("relay=wasm:scan"), "{log}");
+    assert_eq!(
+        server
+            .wait_for_mail("dave", 1, Duration::from_secs(1))
+            .len(),
+        1
+    );
+}

@@ -159,6 +159,7 @@ pub(crate) fn build(
         relay_recipient_maps: b.list("relay_recipient_maps"),
         transport_maps: b.list("transport_maps"),
         relay_transport: b.string("relay_transport"),
+        content_filter: b.string("content_filter"),
         smtpd_milters: b.list("smtpd_milters"),
         virtual_transport: b.string("virtual_transport"),
         virtual_mailbox_domains: b.domains("virtual_mailbox_domains"),

@@ -60,6 +60,7 @@ const PARAMS: &[ParamDef] = &[
     p("canonical_maps", "", "Canonical address tables for sender and recipient addresses."),
     postern_only("compatibility_level", "3.6", "Accepted and ignored: Postern always uses the defaults of Postfix compatibility level 3.6."),
     p("config_directory", "/etc/postern", "Directory with main.cf and master.cf; set to the directory actually loaded."),
+    p("content_filter", "", "Route all received mail to this transport:nexthop first; wasm:NAME runs a filter-role plugin after queueing."),
     p("default_destination_concurrency_limit", "20", "Maximal number of parallel deliveries to the same destination."),
     p("default_process_limit", "100", "Maximal number of simultaneous SMTP sessions per listener (master.cf maxproc overrides it)."),
     p("default_rbl_reply", "$rbl_code Service unavailable; $rbl_class [$rbl_what] blocked using $rbl_domain${rbl_reason?; $rbl_reason}", "Reply template for DNS blocklist rejections ($rbl_* names are filled in per reply)."),
@@ -177,7 +178,6 @@ const PARAMS: &[ParamDef] = &[
 const POSTFIX_UNIMPLEMENTED: &[&str] = &[
     "biff",
     "command_directory",
-    "content_filter",
     "daemon_directory",
     "data_directory",
     "debug_peer_level",

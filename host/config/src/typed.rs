@@ -233,6 +233,9 @@ pub struct Config {
     pub transport_maps: Vec<String>,
     /// `relay_transport` (default `relay`).
     pub relay_transport: String,
+    /// `content_filter` (default empty): `transport:nexthop` every received message is routed
+    /// to first (a `FILTER` action for all mail).
+    pub content_filter: String,
     /// `smtpd_milters` (default empty): before-queue filters, in order (`wasm:NAME`).
     pub smtpd_milters: Vec<String>,
     /// `virtual_transport` (default `virtual`).

@@ -168,6 +168,8 @@ pub fn enqueue_full(
     }
     if let Some(filter) = &actions.filter {
         env.filter = Some(filter.clone());
+    } else if env.filter.is_none() && !cfg.content_filter.trim().is_empty() {
+        env.filter = Some(cfg.content_filter.trim().to_string());
     }
     let message = complete(cfg, &env, &content, protocol, &actions.prepend)?;
     let held = actions.hold.is_some();

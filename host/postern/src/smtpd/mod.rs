@@ -43,6 +43,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
+/// Header and body edits of a filter applied to a message (also used after queueing).
+pub(crate) use milters::edit as edit_message;
 pub use session::{ClientInfo, Session, SessionContext, JUNK_COMMAND_LIMIT};
 
 use crate::qmgr::QmgrHandle;

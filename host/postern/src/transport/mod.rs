@@ -17,6 +17,7 @@ use postern_proto::EnhancedCode;
 
 use crate::queue::Envelope;
 
+pub mod after_queue;
 pub mod alias;
 pub mod discard;
 pub mod error;
@@ -272,7 +273,7 @@ pub async fn deliver(cfg: Arc<Config>, job: &Job, slot: DestinationSlot) -> Vec<
             .iter()
             .map(|_| error::deliver(&job.route.nexthop))
             .collect(),
-        Transport::Wasm(name) => wasm::deliver(name, job).await,
+        Transport::Wasm(name) => wasm::deliver(cfg, name, job).await,
         Transport::Smtp | Transport::Lmtp | Transport::Unknown(_) => {
             let outcome = unavailable(&job.route.transport);
             vec![outcome; job.rcpts.len()]

@@ -2,19 +2,33 @@
 //! (`transport_maps` entry `wasm:NAME:nexthop`, or `default_transport = wasm:NAME`). The
 //! plugin answers one RFC 3464 status per recipient; a plugin that fails, times out or is not
 //! loaded defers the job with `4.3.0`, so nothing is lost.
+//!
+//! A binding with the filter role but no transport role is an after-queue content filter
+//! (`content_filter = wasm:NAME`, or a `FILTER wasm:NAME` action): like a Postfix content
+//! filter it gets the whole message and re-injects what it accepts as a new queue file (no
+//! longer filtered), so a crash between the two loses nothing and at worst filters twice.
 
 use std::sync::Arc;
 
+use postern_config::Config;
 use postern_proto::EnhancedCode;
 use postern_runtime::{Address, DeliveryRequest, MessageContent, PluginError};
 
 use super::{Job, Outcome};
 
-pub async fn deliver(name: &str, job: &Job) -> Vec<Outcome> {
+pub async fn deliver(cfg: Arc<Config>, name: &str, job: &Job) -> Vec<Outcome> {
     let relay = format!("wasm:{name}");
     let all = |o: Outcome| vec![o; job.rcpts.len()];
     let temp = |text: String| Outcome::defer(EnhancedCode::new(4, 3, 0), &relay, text);
-    let Some(plugin) = crate::plugins::latest().and_then(|s| s.transport(name)) else {
+    let set = crate::plugins::latest();
+    if let Some(filter) = set
+        .as_ref()
+        .filter(|s| s.transport(name).is_none())
+        .and_then(|s| s.filter(name))
+    {
+        return super::after_queue::filter(cfg, name, &filter, job).await;
+    }
+    let Some(plugin) = set.and_then(|s| s.transport(name)) else {
         return all(temp(format!(
             "mail transport unavailable: no transport plugin \"{name}\" is loaded from plugins.toml"
         )));
