@@ -308,3 +308,86 @@ fn an_after_queue_filter_reinjects_or_bounces() {
         1
     );
 }
+
+/// `postern reload` twenty times while clients keep sending: every transaction completes —
+/// sessions keep the plugins of the epoch they started in, new sessions get the new ones.
+#[test]
+fn reloading_plugins_under_load_fails_no_transaction() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let wasm = example_plugin();
+    let plugins = |i: usize| {
+        format!(
+            "[[plugin]]\nname = \"reject-listed\"\ncomponent = \"{}\"\n\
+             [plugin.config]\nreject = \"blocked@example.test\"\ntext = \"epoch {i}\"\n",
+            wasm.display()
+        )
+    };
+    let server = server_with_plugins(
+        "smtpd_recipient_restrictions = check_policy_service wasm:reject-listed, \
+         permit_mynetworks, reject_unauth_destination",
+        &plugins(0),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let one = |s: &mut postern_tests::TestSession, n: usize| {
+        s.mail_from("sender@example.net", "250 2.1.0");
+        s.rcpt_to("blocked@example.test", "550 5.7.1");
+        s.rcpt_to("erin@localhost", "250 2.1.5");
+        s.data(&postern_tests::message(&format!("load {n}")), "250 2.0.0");
+    };
+    let mut threads = Vec::new();
+    for t in 0..3 {
+        let (stop, sent, port) = (stop.clone(), sent.clone(), server.port);
+        threads.push(std::thread::spawn(move || {
+            // Thread 0 keeps one session across every reload; the others reconnect each time.
+            let mut long = (t == 0).then(|| {
+                let mut s = postern_tests::TestSession::connect(port);
+                s.ehlo("long.example.org");
+                s
+            });
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) && n < 2000 {
+                match long.as_mut() {
+                    Some(s) => one(s, n),
+                    None => {
+                        let mut s = postern_tests::TestSession::connect(port);
+                        s.ehlo("client.example.org");
+                        one(&mut s, n);
+                        s.cmd("QUIT", "221");
+                    }
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+                n += 1;
+            }
+            if let Some(mut s) = long {
+                s.cmd("QUIT", "221");
+            }
+        }));
+    }
+    for i in 1..=20 {
+        write_plugins(server.dir.path(), &plugins(i));
+        let out = server.cli(&["reload"]);
+        assert!(out.status.success(), "reload {i} failed");
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("a transaction failed during the reloads");
+    }
+    let total = sent.load(Ordering::Relaxed);
+    eprintln!("{total} transactions during 20 reloads");
+    assert!(total >= 20, "only {total} transactions during 20 reloads");
+    let log = server.wait_for_log("reload --", Duration::from_secs(5));
+    assert!(!log.contains("warning: plugin"), "{log}");
+    // Every accepted message is delivered.
+    let mail = server.wait_for_mail("erin", total, Duration::from_secs(30));
+    assert_eq!(mail.len(), total);
+    // New sessions see the last epoch.
+    let mut s = server.connect();
+    s.ehlo("client.example.org");
+    s.mail_from("sender@example.net", "250 2.1.0");
+    let r = s.rcpt_to("blocked@example.test", "550 5.7.1");
+    assert!(r.contains("epoch 20"), "{r}");
+}
