@@ -38,6 +38,8 @@ pub enum Command {
     Map(super::map::MapCommand),
     /// `alias build` (postalias).
     Alias(super::map::AliasCommand),
+    /// `plugin list|check|test`.
+    Plugin(super::plugin::PluginCommand),
     /// `newaliases` / `sendmail -bi`: build every table of `alias_database`.
     Newaliases,
     #[default]
@@ -153,6 +155,11 @@ Lookup tables (postmap, postalias):
   map query TYPE:NAME KEY...|-    look keys up (exit 1 when none is found)
   alias build [PATH...]           compile aliases(5) files (PATH -> PATH.pdb); no PATH:
                                   every table of alias_database (= newaliases)
+
+Plugins:
+  plugin list                     plugins.toml's bindings: roles, imports, grants, instances
+  plugin check PATH.wasm          a component's roles, imports and requested grants
+  plugin test PATH.wasm [VECTORS] run its test vectors (default PATH.tests.toml)
 
 Submission:
   sendmail [-t] [-i] [-f FROM] [-F NAME] [--] RCPT...
@@ -285,9 +292,10 @@ fn parse_command(word: &str, args: &[String]) -> Result<Command, UsageError> {
         "newaliases" => no_args(Command::Newaliases),
         "map" => super::map::parse_map(args).map(Command::Map),
         "alias" => super::map::parse_alias(args).map(Command::Alias),
+        "plugin" => super::plugin::parse_plugin(args).map(Command::Plugin),
         other => Err(usage(format!(
             "unknown command \"{other}\" (commands: run start stop reload status check conf \
-             queue map alias sendmail; try: postern help)"
+             queue map alias plugin sendmail; try: postern help)"
         ))),
     }
 }

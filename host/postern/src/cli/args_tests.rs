@@ -233,3 +233,56 @@ fn inv(dir: Option<&str>, overrides: &[(&str, &str)], command: Command) -> Invoc
 fn queue(cmd: QueueCommand) -> Invocation {
     inv(None, &[], Command::Queue(cmd))
 }
+
+#[test]
+fn plugin_commands() {
+    use crate::cli::plugin::PluginCommand;
+    let plugin = |cmd: PluginCommand| inv(None, &[], Command::Plugin(cmd));
+    let cases = [
+        ("postern plugin list", plugin(PluginCommand::List)),
+        (
+            "postern plugin check /p/policy.wasm",
+            plugin(PluginCommand::Check {
+                path: PathBuf::from("/p/policy.wasm"),
+            }),
+        ),
+        (
+            "postern plugin test policy.wasm",
+            plugin(PluginCommand::Test {
+                path: PathBuf::from("policy.wasm"),
+                vectors: None,
+            }),
+        ),
+        (
+            "postern -c /etc/x plugin test policy.wasm v.tests.toml",
+            inv(
+                Some("/etc/x"),
+                &[],
+                Command::Plugin(PluginCommand::Test {
+                    path: PathBuf::from("policy.wasm"),
+                    vectors: Some(PathBuf::from("v.tests.toml")),
+                }),
+            ),
+        ),
+    ];
+    for (line, want) in cases {
+        assert_eq!(parse(&argv(line)), Ok(want), "{line}");
+    }
+    for (line, want) in [
+        ("postern plugin", "plugin needs a subcommand"),
+        ("postern plugin list x", "plugin list takes no arguments"),
+        ("postern plugin check", "plugin check takes one component"),
+        (
+            "postern plugin check a b",
+            "plugin check takes one component",
+        ),
+        ("postern plugin test", "plugin test takes a component"),
+        ("postern plugin test a b c", "plugin test takes a component"),
+        ("postern plugin run x", "unknown plugin subcommand \"run\""),
+    ] {
+        match parse(&argv(line)) {
+            Err(UsageError(msg)) => assert!(msg.contains(want), "{line}: {msg}"),
+            other => panic!("{line}: expected a usage error, got {other:?}"),
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //! - `conf`: `conf` (postconf(1)).
 //! - `queue`: `queue …` (postqueue(1), postsuper(1), postcat(1)).
 //! - `map`: `map build|query` (postmap(1)) and `alias build` (postalias(1)).
+//! - `plugin`: `plugin list|check|test` (wasm plugin components and their test vectors).
 //! - `sendmail`: `sendmail` (sendmail(1)); `headers`: the bits of RFC 5322 it needs.
 //!
 //! No command starts an async runtime except `run` (the daemon builds its own), so `sendmail`
@@ -18,6 +19,7 @@ mod conf;
 mod control;
 mod headers;
 mod map;
+mod plugin;
 mod queue;
 mod queue_admin;
 mod sendmail;
@@ -288,6 +290,7 @@ fn dispatch(inv: Invocation) -> CliResult {
             map::run_alias_database(&load()?.main)
         }
         Command::Alias(cmd) => map::run_alias(&cmd),
+        Command::Plugin(cmd) => plugin::run(&cmd, &load),
     }
 }
 
