@@ -316,6 +316,7 @@ class Postern(Server):
             'name = "bench"\n'
             f'component = "{Path(self.args.wasm_policy).resolve()}"\n'
             'roles = ["policy"]\n'
+            f'instances = "{self.args.wasm_instances}"\n'
             "[plugin.config]\n"
             'reject = "blocked@example.com"\n'
             'text = "benchmark"\n'
@@ -754,6 +755,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--skip-postern", action="store_true", help="do not run Postern (check the Postfix side)")
     p.add_argument("--wasm-policy", metavar="WASM",
                    help="give Postern a Wasm policy plugin (e.g. the built examples/policy-rust) on every RCPT")
+    p.add_argument("--wasm-instances", default="auto",
+                   choices=["auto", "transaction", "pooled", "call"],
+                   help="instances = … for the --wasm-policy plugin (auto)")
     p.add_argument("--restrictions", action="store_true",
                    help="give Postern a 10-element smtpd_recipient_restrictions list with two hash: lookups")
     p.add_argument("--keep", action="store_true", help="keep the work directories (config, queue, Maildir, logs)")

@@ -24,6 +24,12 @@ use crate::{FilterPlugin, LookupPlugin, PolicyPlugin, TransportPlugin};
 /// executor at the next tick, so this bounds how late a wall-clock timeout can cancel it.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
 
+/// Bytes of a freed linear memory, table and fiber stack reset in place rather than returned
+/// to the kernel.
+const KEEP_RESIDENT: usize = 256 << 10;
+/// Freed regions returned to the kernel together.
+const DECOMMIT_BATCH: usize = 32;
+
 /// Components at least this large get `instances = "pooled"` under `auto` (Python and JS
 /// components are 12–18 MB and cost ~1 ms to instantiate; a Rust plugin is well under 1 MB).
 const AUTO_POOL_SIZE: u64 = 4 << 20;
@@ -251,7 +257,15 @@ impl Runtime {
         // Instances come from a pre-reserved pool: ~30 µs for a fresh instance instead of ~38,
         // and a bounded number of live instances. An exhausted pool fails the instantiation,
         // which the caller sees as a temporary error.
-        let pool = PoolingAllocationConfig::default();
+        let mut pool = PoolingAllocationConfig::default();
+        // A freed instance's memory, table and fiber stack are reset in place (memset) up to
+        // KEEP_RESIDENT bytes instead of being returned to the kernel with madvise, and what
+        // is returned goes in batches: every madvise in a multi-threaded process costs a TLB
+        // shoot-down on every core (bench/README.md, Wasm policy on every RCPT).
+        pool.linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT)
+            .async_stack_keep_resident(KEEP_RESIDENT)
+            .decommit_batch_size(DECOMMIT_BATCH);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine =
             Engine::new(&config).map_err(|e| anyhow!("cannot create the wasm engine: {e}"))?;
