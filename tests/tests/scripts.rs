@@ -139,3 +139,61 @@ fn check_shows_a_script_syntax_error_with_line_and_column() {
     );
     assert!(all.contains(&format!("rhai:{table}: 3:1: ")), "{all}");
 }
+
+/// `smtpd_milters = rhai:PATH`: a script's `filter(msg)` decides at end of data.
+#[test]
+fn a_filter_script_rejects_holds_and_prepends() {
+    let dir = TempDir::new("rhai-filter");
+    let script = write(
+        dir.path(),
+        "filter.rhai",
+        r#"
+fn filter(msg) {
+    for h in msg.headers {
+        if h[0] == "Subject" && h[1].contains("SPAM") { return "554 5.7.1 spam subject"; }
+    }
+    if msg.body.contains("review me") { return "HOLD needs review"; }
+    "PREPEND X-Filtered: by rhai for " + msg.recipients.len() + " recipient(s)"
+}
+"#,
+    );
+    let server = Server::start(&format!("smtpd_milters = rhai:{script}"));
+    let mut s = server.connect();
+    s.ehlo("client.example.org");
+    s.mail_from("sender@example.net", "250 2.1.0");
+    s.rcpt_to("frank@localhost", "250 2.1.5");
+    s.data(
+        "Subject: buy SPAM\r\n\r\nhello\r\n",
+        "554 5.7.1 spam subject",
+    );
+    s.mail_from("sender@example.net", "250 2.1.0");
+    s.rcpt_to("frank@localhost", "250 2.1.5");
+    s.data("Subject: hold\r\n\r\nplease review me\r\n", "250 2.0.0");
+    s.mail_from("sender@example.net", "250 2.1.0");
+    s.rcpt_to("frank@localhost", "250 2.1.5");
+    s.data(&postern_tests::message("plain"), "250 2.0.0");
+    s.cmd("QUIT", "221");
+    let mail = server.wait_for_mail("frank", 1, Duration::from_secs(10));
+    assert_eq!(mail.len(), 1);
+    assert!(
+        mail[0].contains("X-Filtered: by rhai for 1 recipient(s)"),
+        "{}",
+        mail[0]
+    );
+    assert_eq!(server.queue_files("hold").len(), 1);
+    let check = server.cli(&["check"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+
+    // A script without filter(msg) fails `postern check`.
+    write(dir.path(), "filter.rhai", "fn check(req) { () }");
+    let check = server.cli(&["check"]);
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        !check.status.success() && out.contains("defines no fn filter(msg)"),
+        "{out}"
+    );
+}

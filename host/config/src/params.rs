@@ -132,7 +132,7 @@ const PARAMS: &[ParamDef] = &[
     p("smtpd_hard_error_limit", "20", "Number of errors after which the SMTP session is disconnected."),
     p("smtpd_helo_required", "no", "Require HELO/EHLO before MAIL FROM."),
     p("smtpd_helo_restrictions", "", "Restrictions applied to the HELO/EHLO name."),
-    p("smtpd_milters", "", "Before-queue content filters run at end of data; wasm:NAME names a filter-role plugin."),
+    p("smtpd_milters", "", "Before-queue content filters run at end of data: wasm:NAME (filter-role plugin) or rhai:PATH (filter script)."),
     p("smtpd_null_access_lookup_key", "<>", "Lookup key used for the null sender address in access tables."),
     p("smtpd_policy_service_default_action", "451 4.3.5 Server configuration problem", "Action used when a policy service cannot be reached."),
     p("smtpd_policy_service_max_idle", "300s", "Time after which an idle policy service connection is closed (default unit: s)."),

@@ -156,9 +156,11 @@ pub struct Script {
     stamp: Option<Stamp>,
     engine: Arc<Engine>,
     timeout: Duration,
-    /// `fn check(req)` / `fn lookup(key)` are defined (looked up once, not per call).
+    /// `fn check(req)` / `fn lookup(key)` / `fn filter(msg)` are defined (looked up once,
+    /// not per call).
     has_check: bool,
     has_lookup: bool,
+    has_filter: bool,
 }
 
 impl fmt::Debug for Script {
@@ -224,6 +226,48 @@ impl Script {
             Ok(s) => Ok(s.trim().to_string()),
             Err(kind) => Err(self.runtime(format!(
                 "check() must return an action string, returned {kind}"
+            ))),
+        }
+    }
+
+    /// Filter role (`smtpd_milters = rhai:PATH`): calls `filter(msg)` with the message as a
+    /// map — `attrs` as strings, `headers` as an array of `[name, value]` pairs, `recipients`
+    /// as an array of strings, `body` as text — and returns the action text it returned,
+    /// trimmed; `()` or an empty string is `DUNNO`.
+    pub fn filter(
+        &self,
+        attrs: &[(&str, String)],
+        recipients: &[String],
+        headers: &[(String, String)],
+        body: String,
+    ) -> Result<String, ScriptError> {
+        if !self.has_filter {
+            return Err(self.missing("filter", "msg"));
+        }
+        let mut msg = Map::new();
+        for (name, value) in attrs {
+            msg.insert((*name).into(), value.clone().into());
+        }
+        let rcpts: rhai::Array = recipients.iter().map(|r| r.clone().into()).collect();
+        msg.insert("recipients".into(), rcpts.into());
+        let hdrs: rhai::Array = headers
+            .iter()
+            .map(|(n, v)| {
+                let pair: rhai::Array = vec![n.clone().into(), v.clone().into()];
+                pair.into()
+            })
+            .collect();
+        msg.insert("headers".into(), hdrs.into());
+        msg.insert("body".into(), body.into());
+        let out = self.call("filter", msg)?;
+        if out.is_unit() {
+            return Ok("DUNNO".to_string());
+        }
+        match out.into_immutable_string() {
+            Ok(s) if s.trim().is_empty() => Ok("DUNNO".to_string()),
+            Ok(s) => Ok(s.trim().to_string()),
+            Err(kind) => Err(self.runtime(format!(
+                "filter() must return an action string, returned {kind}"
             ))),
         }
     }
@@ -401,9 +445,11 @@ impl Scripts {
             timeout: self.limits.timeout,
             has_check: false,
             has_lookup: false,
+            has_filter: false,
         };
         script.has_check = script.has_fn("check", 1);
         script.has_lookup = script.has_fn("lookup", 1);
+        script.has_filter = script.has_fn("filter", 1);
         let mut scope = Scope::new();
         {
             let _guard = Enter::new(self.limits.timeout, script.name.clone());

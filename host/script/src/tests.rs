@@ -301,3 +301,48 @@ fn cost_of_one_evaluation() {
          {per_check:?}; without the const list: {per_plain:?}"
     );
 }
+
+#[test]
+fn filter_scripts_see_headers_body_and_recipients() {
+    let dir = TempDir::new("filter");
+    let path = dir.write(
+        "filter.rhai",
+        r#"
+fn filter(msg) {
+    for h in msg.headers {
+        if h[0] == "Subject" && h[1].contains("SPAM") { return "REJECT spam subject"; }
+    }
+    if msg.body.contains("viagra") { return "HOLD body looks bad"; }
+    if msg.recipients.len() > 1 { return "PREPEND X-Recipients: " + msg.recipients.len(); }
+    ()
+}
+"#,
+    );
+    let (scripts, _) = scripts();
+    let s = scripts.load(&path).unwrap();
+    let attrs = vec![("sender", "a@b".to_string())];
+    let h = |subject: &str| vec![("Subject".to_string(), subject.to_string())];
+    let one = vec!["x@y".to_string()];
+    let two = vec!["x@y".to_string(), "z@y".to_string()];
+    assert_eq!(
+        s.filter(&attrs, &one, &h("buy SPAM"), String::new())
+            .unwrap(),
+        "REJECT spam subject"
+    );
+    assert_eq!(
+        s.filter(&attrs, &one, &h("hi"), "cheap viagra".into())
+            .unwrap(),
+        "HOLD body looks bad"
+    );
+    assert_eq!(
+        s.filter(&attrs, &two, &h("hi"), String::new()).unwrap(),
+        "PREPEND X-Recipients: 2"
+    );
+    assert_eq!(
+        s.filter(&attrs, &one, &h("hi"), String::new()).unwrap(),
+        "DUNNO"
+    );
+    let no_fn = dir.write("nofilter.rhai", "fn check(req) { () }");
+    let s = scripts.load(&no_fn).unwrap();
+    assert!(s.filter(&attrs, &one, &[], String::new()).is_err());
+}

@@ -80,6 +80,22 @@ pub fn check_tables(cfg: &Config, out: &mut dyn Write) -> io::Result<TableReport
             report.errors += 1;
         }
     }
+    // Filter scripts (`smtpd_milters = rhai:PATH`) must compile and define filter(msg).
+    for path in cfg
+        .smtpd_milters
+        .iter()
+        .filter_map(|m| m.strip_prefix("rhai:"))
+    {
+        let problem = match crate::scripts::engine().compile(std::path::Path::new(path)) {
+            Err(e) => Some(e.to_string()),
+            Ok(s) if !s.has_fn("filter", 1) => Some("defines no fn filter(msg)".to_string()),
+            Ok(_) => None,
+        };
+        if let Some(p) = problem {
+            writeln!(out, "error: smtpd_milters: rhai:{path}: {p}")?;
+            report.errors += 1;
+        }
+    }
     Ok(report)
 }
 

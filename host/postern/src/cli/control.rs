@@ -372,6 +372,38 @@ fn check_plugins(cfg: &postern_config::Config) -> usize {
             p.instance_policy()
         );
     }
+    for m in &cfg.smtpd_milters {
+        if m.starts_with("rhai:") {
+            continue;
+        }
+        match m.strip_prefix("wasm:") {
+            Some(name) if set.filter(name).is_some() => {}
+            Some(name) => {
+                println!(
+                    "error: smtpd_milters: wasm:{name}: no [[plugin]] \"{name}\" with the filter \
+                     role in plugins.toml"
+                );
+                errors += 1;
+            }
+            None => {
+                println!(
+                    "error: smtpd_milters: \"{m}\": only wasm:NAME and rhai:PATH filters are \
+                     supported (the Postfix milter protocol is not); mail would be deferred"
+                );
+                errors += 1;
+            }
+        }
+    }
+    if let Some(name) = cfg.content_filter.trim().strip_prefix("wasm:") {
+        let name = name.split(':').next().unwrap_or(name);
+        if set.filter(name).is_none() && set.transport(name).is_none() {
+            println!(
+                "error: content_filter: wasm:{name}: no [[plugin]] \"{name}\" with the filter or \
+                 transport role in plugins.toml"
+            );
+            errors += 1;
+        }
+    }
     for (place, name) in crate::restrictions::plugin_references(cfg) {
         if set.bindings().get(&name).is_none() {
             println!(

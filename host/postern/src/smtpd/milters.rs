@@ -1,6 +1,6 @@
 //! `smtpd_milters`: before-queue content filters at end of data (Postfix's milters). Each
-//! `wasm:NAME` entry is a filter-role plugin; they run in order on the message as the previous
-//! ones left it. A reject or defer is the SMTP reply; discard and quarantine become the
+//! `wasm:NAME` entry is a filter-role plugin, each `rhai:PATH` entry a script's `filter(msg)`
+//! (docs/scripts.md); they run in order on the message as the previous ones left it. A reject or defer is the SMTP reply; discard and quarantine become the
 //! `DISCARD` and `HOLD` actions; header, body and envelope edits are applied before cleanup.
 //! A failed filter call applies the binding's `on_error` (dunno: accept as if it were absent;
 //! defer: `451 4.3.0`). An entry that is not `wasm:NAME` (Postfix's `inet:`/`unix:` milter
@@ -43,6 +43,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let set = crate::plugins::for_config(&cfg);
         for entry in &cfg.smtpd_milters {
             let qid = env.id.to_string();
+            if let Some(path) = entry.strip_prefix("rhai:") {
+                match script_filter(path, facts, env, content) {
+                    ScriptVerdict::Accept => {}
+                    ScriptVerdict::Refuse(r) => return Some(r),
+                    ScriptVerdict::Discard(t) => actions.discard = Some(t),
+                    ScriptVerdict::Hold(t) => actions.hold = Some(t),
+                    ScriptVerdict::Prepend(name, value) => {
+                        let add = HeaderEdit::Insert {
+                            index: 0,
+                            name,
+                            value,
+                        };
+                        *content = edit(content, &[add], None);
+                    }
+                }
+                continue;
+            }
             let Some(name) = entry.strip_prefix("wasm:") else {
                 crate::warn!(
                     "smtpd",
@@ -115,6 +132,101 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             crate::info!("smtpd", "{qid}: filter {name}: accepted");
         }
         None
+    }
+}
+
+/// Most body bytes a filter script sees (as text); the `body_truncated` attribute says so.
+const SCRIPT_BODY_LIMIT: usize = 1 << 20;
+
+enum ScriptVerdict {
+    Accept,
+    Refuse(Reply),
+    Discard(String),
+    Hold(String),
+    Prepend(String, String),
+}
+
+/// Runs `filter(msg)` of the script at `path` and reads its access(5)-style answer. A script
+/// that fails or answers something else defers the mail (451 4.3.0) and is logged.
+fn script_filter(path: &str, facts: &Facts, env: &Envelope, content: &[u8]) -> ScriptVerdict {
+    let qid = env.id.to_string();
+    let fail = |why: String| {
+        crate::warn!("smtpd", "{qid}: smtpd_milters rhai:{path}: {why}");
+        ScriptVerdict::Refuse(temporary())
+    };
+    let script = match crate::scripts::engine().load(std::path::Path::new(path)) {
+        Ok(s) => s,
+        Err(e) => return fail(e.to_string()),
+    };
+    let msg = MessageContent::parse(content);
+    let truncated = msg.body.len() > SCRIPT_BODY_LIMIT;
+    let body = String::from_utf8_lossy(&msg.body[..msg.body.len().min(SCRIPT_BODY_LIMIT)]);
+    let attrs = [
+        ("queue_id", qid.clone()),
+        ("sender", env.sender.clone()),
+        ("client_address", facts.client_addr.to_string()),
+        ("client_name", facts.client_name.clone()),
+        ("helo_name", facts.helo.clone().unwrap_or_default()),
+        ("size", msg.size().to_string()),
+        (
+            "body_truncated",
+            if truncated { "yes" } else { "no" }.to_string(),
+        ),
+    ];
+    let rcpts: Vec<String> = env.recipients.iter().map(|r| r.address.clone()).collect();
+    let action = match script.filter(&attrs, &rcpts, &msg.headers, body.into_owned()) {
+        Ok(a) => a,
+        Err(e) => return fail(e.to_string()),
+    };
+    let (word, rest) = match action.split_once(char::is_whitespace) {
+        Some((w, r)) => (w.to_ascii_uppercase(), clean(r.trim())),
+        None => (action.to_ascii_uppercase(), String::new()),
+    };
+    let or = |text: String, default: &str| {
+        if text.is_empty() {
+            default.to_string()
+        } else {
+            text
+        }
+    };
+    match word.as_str() {
+        "DUNNO" | "OK" => ScriptVerdict::Accept,
+        "REJECT" => ScriptVerdict::Refuse(Reply::new(
+            550,
+            "5.7.1",
+            or(rest, "Message content rejected"),
+        )),
+        "DEFER" => ScriptVerdict::Refuse(Reply::new(
+            451,
+            "4.7.1",
+            or(rest, "Message content deferred, try again later"),
+        )),
+        "DISCARD" => ScriptVerdict::Discard(or(rest, &format!("rhai:{path}"))),
+        "HOLD" => ScriptVerdict::Hold(or(rest, &format!("rhai:{path}"))),
+        "PREPEND" => match rest.split_once(':') {
+            Some((n, v)) if !n.is_empty() && !n.contains(char::is_whitespace) => {
+                ScriptVerdict::Prepend(n.to_string(), v.trim().to_string())
+            }
+            _ => fail(format!("PREPEND needs \"Name: value\", got \"{rest}\"")),
+        },
+        code if code.len() == 3 && (code.starts_with('4') || code.starts_with('5')) => {
+            let n: u16 = code.parse().unwrap_or(0);
+            let (enhanced, text) = match rest.split_once(' ') {
+                Some((e, t)) if e.starts_with(&code[..1]) && e.split('.').count() == 3 => {
+                    (e.to_string(), t.to_string())
+                }
+                _ => (format!("{}.7.1", &code[..1]), rest.clone()),
+            };
+            if n == 0 {
+                return fail(format!("unusable reply code {code}"));
+            }
+            ScriptVerdict::Refuse(Reply::new(
+                n,
+                &enhanced,
+                or(text, "Message content rejected"),
+            ))
+        }
+        _ => fail(format!("unknown action \"{action}\"")),
     }
 }
 
