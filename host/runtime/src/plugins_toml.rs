@@ -5,7 +5,7 @@
 //! name = "block-listed"              # used as `check_policy_service wasm:block-listed`
 //! component = "block_listed.wasm"    # relative to the directory of plugins.toml
 //! roles = ["policy"]
-//! grants = ["dns", "kv:greylist", "signing:example.com"]   # default: none
+//! grants = ["dns", "kv:greylist", "signing:example.com", "connect:127.0.0.1:11333"]
 //! timeout = "50ms"                   # wall-clock limit per call (default 50ms)
 //! memory = "16M"                     # linear-memory cap per instance (default 16 MiB)
 //! fuel = 10000000                    # optional instruction budget per call
@@ -87,6 +87,9 @@ pub struct Grants {
     pub dns: bool,
     pub kv: Vec<String>,
     pub signing: Vec<String>,
+    /// `connect:IP:PORT` (`connect:[IPv6]:PORT`): outbound TCP connections the plugin may open
+    /// through WASI sockets; nothing else (no listening, no UDP, no name lookups).
+    pub connect: Vec<std::net::SocketAddr>,
 }
 
 /// One `[[plugin]]` entry.
@@ -271,10 +274,19 @@ fn parse_entry(entry: &toml::Value, base: &Path, origin: &str) -> anyhow::Result
                         Some(("signing", key)) if !key.is_empty() => {
                             b.grants.signing.push(key.to_string())
                         }
+                        Some(("connect", addr)) => match addr.parse() {
+                            Ok(a) => b.grants.connect.push(a),
+                            Err(_) => bail!(
+                                "{}",
+                                ctx(&format!(
+                                    "grant \"{g}\": expected connect:IP:PORT, e.g. connect:127.0.0.1:11333 or connect:[::1]:11333"
+                                ))
+                            ),
+                        },
                         _ => bail!(
                             "{}",
                             ctx(&format!(
-                                "unknown grant \"{g}\" (dns, kv:BUCKET, signing:KEY)"
+                                "unknown grant \"{g}\" (dns, kv:BUCKET, signing:KEY, connect:IP:PORT)"
                             ))
                         ),
                     }
@@ -488,7 +500,8 @@ mod tests {
             Grants {
                 dns: true,
                 kv: vec!["grey".into()],
-                signing: vec![]
+                signing: vec![],
+                connect: vec![]
             }
         );
         assert_eq!(
@@ -534,5 +547,57 @@ mod tests {
             e.to_string(),
             "plugins.toml:4: plugin name \"a\" is used twice"
         );
+    }
+
+    #[test]
+    fn keys_instances_and_connect_grants() {
+        let p = Path::new("/etc/postern/plugins.toml");
+        let text = "[[plugin]]\nname = \"dkim\"\ncomponent = \"d.wasm\"\nroles = [\"filter\"]\n\
+                    grants = [\"signing:ex\", \"connect:127.0.0.1:11333\", \"connect:[::1]:25\"]\n\
+                    instances = \"pooled\"\nmax_uses = 10\nmax_age = \"30s\"\ndns_queries = 3\n\
+                    backoff_after = 0\n\n[[key]]\nname = \"ex\"\npath = \"keys/ex.pem\"\n\
+                    selector = \"s1\"\ndomain = \"example.com\"\n";
+        let b = Bindings::parse(text, p).unwrap();
+        let d = b.get("dkim").unwrap();
+        assert_eq!(d.roles, vec![Role::Filter]);
+        assert_eq!(
+            d.grants.connect,
+            vec![
+                "127.0.0.1:11333".parse().unwrap(),
+                "[::1]:25".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            (
+                d.instances,
+                d.max_uses,
+                d.max_age,
+                d.dns_queries,
+                d.backoff_after
+            ),
+            (InstanceMode::Pooled, 10, Duration::from_secs(30), 3, 0)
+        );
+        assert_eq!(b.keys.len(), 1);
+        assert_eq!(b.keys[0].path, PathBuf::from("/etc/postern/keys/ex.pem"));
+        assert_eq!(b.keys[0].origin, "/etc/postern/plugins.toml:12");
+
+        let e = Bindings::parse(
+            "[[plugin]]\nname = \"a\"\ncomponent = \"a\"\ngrants = [\"signing:nokey\"]\n",
+            p,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("names no [[key]] entry"), "{e}");
+        let e = Bindings::parse(
+            "[[plugin]]\nname = \"a\"\ncomponent = \"a\"\ngrants = [\"connect:example.com:25\"]\n",
+            p,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("expected connect:IP:PORT"), "{e}");
+        let e = Bindings::parse(
+            "[[plugin]]\nname = \"a\"\ncomponent = \"a\"\ninstances = \"sometimes\"\n",
+            p,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("instances must be"), "{e}");
     }
 }

@@ -344,6 +344,30 @@ async fn files_and_sockets_are_out_of_reach() {
         listener.accept().is_err(),
         "the plugin reached a host socket"
     );
+
+    // With a grant for exactly that address the same plugin connects; other ports stay shut.
+    let mut b = binding(
+        "socket-granted",
+        sandbox_wasm(),
+        &[("mode", "socket"), ("target", &target)],
+    );
+    b.grants.connect = vec![target.parse().unwrap()];
+    let p = rt.load_policy(b).unwrap();
+    let text = reply_of(p.check(&request("a@x"), None).await);
+    assert_eq!(text, "connected");
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut b = binding(
+        "socket-other",
+        sandbox_wasm(),
+        &[
+            ("mode", "socket"),
+            ("target", &other.local_addr().unwrap().to_string()),
+        ],
+    );
+    b.grants.connect = vec![target.parse().unwrap()];
+    let p = rt.load_policy(b).unwrap();
+    let text = reply_of(p.check(&request("a@x"), None).await);
+    assert!(text.starts_with("socket error"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -100,6 +100,20 @@ impl HostState {
         b.allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
+        if !binding.grants.connect.is_empty() {
+            // Outbound TCP to the granted addresses only; the implicit bind of a connecting
+            // socket is to the wildcard address and port 0.
+            let allowed = binding.grants.connect.clone();
+            b.allow_tcp(true).socket_addr_check(move |addr, use_| {
+                use wasmtime_wasi::sockets::SocketAddrUse;
+                let ok = match use_ {
+                    SocketAddrUse::TcpConnect => allowed.contains(&addr),
+                    SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                    _ => false,
+                };
+                Box::pin(async move { ok })
+            });
+        }
         env.configure_wasi(&mut b);
         HostState {
             wasi: b.build(),
