@@ -95,6 +95,9 @@ impl Server {
              queue_directory = {d}/queue\n\
              mail_spool_directory = {d}/mail/\n\
              maillog_file = {d}/maillog\n\
+             # Hermetic: remote mail (bounces to remote senders too) goes to a closed loopback\n\
+             # port, never to DNS and the Internet; tests that relay set their own relayhost.\n\
+             relayhost = [127.0.0.1]:1\n\
              {extra}\n"
         );
         std::fs::write(dir.join("main.cf"), main_cf).expect("write main.cf");

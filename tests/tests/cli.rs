@@ -45,8 +45,8 @@ fn conf_shows_explicit_and_default_parameters() {
 
 #[test]
 fn deferred_mail_is_listed_held_released_and_deleted() {
-    // Remote mail from a trusted client is accepted and deferred (no smtp transport yet).
-    let server = Server::start("");
+    // Remote mail from a trusted client is accepted and deferred (the relay host refuses).
+    let server = Server::start("relayhost = [127.0.0.1]:1");
     let mut s = server.connect();
     s.ehlo("client.example.org");
     s.mail_from("a@example.org", "250");

@@ -180,6 +180,15 @@ pub(crate) fn build(
         smtpd_policy_service_request_limit: b.number("smtpd_policy_service_request_limit", 0),
         smtpd_policy_service_try_limit: b.number("smtpd_policy_service_try_limit", 1),
         smtpd_policy_service_policy_context: b.string("smtpd_policy_service_policy_context"),
+        smtp_helo_name: b.string("smtp_helo_name"),
+        smtp_connect_timeout: b.time("smtp_connect_timeout", 's', true),
+        smtp_helo_timeout: b.time("smtp_helo_timeout", 's', true),
+        smtp_mail_timeout: b.time("smtp_mail_timeout", 's', true),
+        smtp_rcpt_timeout: b.time("smtp_rcpt_timeout", 's', true),
+        smtp_data_init_timeout: b.time("smtp_data_init_timeout", 's', true),
+        smtp_data_xfer_timeout: b.time("smtp_data_xfer_timeout", 's', true),
+        smtp_data_done_timeout: b.time("smtp_data_done_timeout", 's', true),
+        smtp_quit_timeout: b.time("smtp_quit_timeout", 's', true),
         raw: MainCf::default(),
     };
     Config { raw, ..config }

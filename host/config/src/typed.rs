@@ -277,6 +277,26 @@ pub struct Config {
     pub smtpd_policy_service_try_limit: u32,
     /// `smtpd_policy_service_policy_context` (default empty).
     pub smtpd_policy_service_policy_context: String,
+    /// `smtp_helo_name`, expanded (default `$myhostname`): the name smtp(8) sends in EHLO/HELO.
+    pub smtp_helo_name: String,
+    /// `smtp_connect_timeout` (default 30s): TCP connection setup by smtp(8).
+    pub smtp_connect_timeout: Duration,
+    /// `smtp_helo_timeout` (default 300s): greeting and EHLO/HELO reply.
+    pub smtp_helo_timeout: Duration,
+    /// `smtp_mail_timeout` (default 300s): MAIL FROM and its reply.
+    pub smtp_mail_timeout: Duration,
+    /// `smtp_rcpt_timeout` (default 300s): each RCPT TO and its reply.
+    pub smtp_rcpt_timeout: Duration,
+    /// `smtp_data_init_timeout` (default 120s): DATA and its 354 reply.
+    pub smtp_data_init_timeout: Duration,
+    /// `smtp_data_xfer_timeout` (default 180s): each write of message content. Postfix applies it
+    /// per write, so a slow but moving transfer of a large message is not cut off.
+    pub smtp_data_xfer_timeout: Duration,
+    /// `smtp_data_done_timeout` (default 600s): the reply to the final "." — long, because the
+    /// peer may run content filters before answering (RFC 5321 §4.5.3.2.6 asks for 10 minutes).
+    pub smtp_data_done_timeout: Duration,
+    /// `smtp_quit_timeout` (default 300s): QUIT and its reply.
+    pub smtp_quit_timeout: Duration,
     /// The source, with any overrides applied (for `postern conf -n` and later features).
     pub raw: MainCf,
 }

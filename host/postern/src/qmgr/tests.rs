@@ -134,7 +134,8 @@ async fn new_message_is_delivered_and_removed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_mail_is_deferred_with_reason() {
-    let t = Env::start("defer", &[], |_| {}).await;
+    // Nothing listens on port 1: the smtp client is refused and defers.
+    let t = Env::start("defer", &[("relayhost", "[127.0.0.1]:1")], |_| {}).await;
     let env = message("alice@localhost", &["dave@remote.example", "bob@localhost"]);
     t.spool
         .store(QueueDir::Incoming, &env, CONTENT)
@@ -151,9 +152,9 @@ async fn remote_mail_is_deferred_with_reason() {
     let dave = &back.recipients[0];
     assert_eq!(dave.state, RcptState::Pending);
     let reason = dave.reason.as_deref().unwrap_or("");
-    assert!(reason.starts_with("4.3.0 "), "{reason}");
+    assert!(reason.starts_with("4.4.1 "), "{reason}");
     assert!(
-        reason.contains("transport smtp is not available"),
+        reason.contains("connect to 127.0.0.1[127.0.0.1]:1: Connection refused"),
         "{reason}"
     );
     // The local recipient was delivered once and is not retried.
@@ -176,7 +177,12 @@ async fn remote_mail_is_deferred_with_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_mail_bounces_to_sender() {
-    let t = Env::start("expire", &[("maximal_queue_lifetime", "0")], |_| {}).await;
+    // Port 1 refuses: the delivery defers, and the expired message then bounces.
+    let extra = [
+        ("maximal_queue_lifetime", "0"),
+        ("relayhost", "[127.0.0.1]:1"),
+    ];
+    let t = Env::start("expire", &extra, |_| {}).await;
     let env = message("alice@localhost", &["dave@remote.example"]);
     t.spool
         .store(QueueDir::Incoming, &env, CONTENT)

@@ -7,8 +7,9 @@
 //!
 //! Delivery agents present in this version: [`Transport::Local`] (aliases, Maildir, files and
 //! commands), [`Transport::Virtual`] (Maildir for `virtual_mailbox_domains`),
-//! [`Transport::Discard`] and [`Transport::Error`]. Remote delivery (`smtp`, `relay`, `lmtp`) is not implemented yet: such
-//! recipients are deferred with `4.3.0` so that the mail stays queued instead of being lost.
+//! [`Transport::Discard`], [`Transport::Error`] and [`Transport::Smtp`] (remote delivery over
+//! SMTP, also for `relay`; see [`smtp`]). LMTP is not implemented yet: such recipients are
+//! deferred with `4.3.0` so that the mail stays queued instead of being lost.
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ pub mod local;
 pub mod maildir;
 pub mod pipe;
 pub mod resolve;
+pub mod smtp;
 pub mod virtual_mailbox;
 pub mod wasm;
 
@@ -45,7 +47,7 @@ pub enum Transport {
     Discard,
     /// error(8): bounce every recipient; the next hop is the bounce text.
     Error,
-    /// smtp(8) (also the `relay` service): remote delivery. Not in this version.
+    /// smtp(8) (also the `relay` service): remote delivery over SMTP.
     Smtp,
     /// lmtp(8): delivery to an LMTP server such as Dovecot. Not in this version.
     Lmtp,
@@ -94,7 +96,8 @@ impl Transport {
             Transport::Discard => "discard",
             Transport::Error => "error",
             Transport::Wasm(_) => "wasm",
-            Transport::Smtp | Transport::Lmtp | Transport::Unknown(_) => "qmgr",
+            Transport::Smtp => "smtp",
+            Transport::Lmtp | Transport::Unknown(_) => "qmgr",
         }
     }
 
@@ -274,7 +277,13 @@ pub async fn deliver(cfg: Arc<Config>, job: &Job, slot: DestinationSlot) -> Vec<
             .map(|_| error::deliver(&job.route.nexthop))
             .collect(),
         Transport::Wasm(name) => wasm::deliver(cfg, name, job).await,
-        Transport::Smtp | Transport::Lmtp | Transport::Unknown(_) => {
+        Transport::Smtp => {
+            // The connection is the destination's resource: hold the slot for the whole session.
+            let outcomes = smtp::deliver(cfg, job).await;
+            drop(slot);
+            outcomes
+        }
+        Transport::Lmtp | Transport::Unknown(_) => {
             let outcome = unavailable(&job.route.transport);
             vec![outcome; job.rcpts.len()]
         }
@@ -285,9 +294,6 @@ pub async fn deliver(cfg: Arc<Config>, job: &Job, slot: DestinationSlot) -> Vec<
 /// (and it expires normally after `maximal_queue_lifetime`); the text says exactly why.
 fn unavailable(t: &Transport) -> Outcome {
     let text = match t {
-        Transport::Smtp => "mail transport unavailable: transport smtp is not available in this \
-                            version of Postern"
-            .to_string(),
         Transport::Lmtp => "mail transport unavailable: transport lmtp is not available in this \
                             version of Postern"
             .to_string(),
@@ -318,12 +324,12 @@ mod tests {
 
     #[test]
     fn unavailable_transports_defer_and_say_why() {
-        let o = unavailable(&Transport::Smtp);
+        let o = unavailable(&Transport::Lmtp);
         assert!(o.is_deferred());
         assert_eq!(o.status.to_string(), "4.3.0");
         assert!(o
             .text
-            .contains("transport smtp is not available in this version of Postern"));
+            .contains("transport lmtp is not available in this version of Postern"));
         assert_eq!(o.status_word(), "deferred");
     }
 }

@@ -1,0 +1,492 @@
+//! One SMTP client session with one server (Postfix smtp_proto.c): greeting, EHLO (HELO when
+//! EHLO is refused), MAIL FROM, RCPT TO per recipient, DATA, QUIT — every step bounded by its
+//! `smtp_*_timeout`. With PIPELINING (RFC 2920) MAIL, the RCPTs and DATA go out in one write.
+//!
+//! Results are values: [`Attempt::Next`] says "this server could not be used, try the next
+//! one" (connection failure, a greeting that is not 220, a conversation that broke down before
+//! MAIL FROM); [`Attempt::Done`] carries one [`Outcome`] per recipient.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use postern_config::Config;
+use postern_proto::params::{Body, MailParams, RcptParams, Ret};
+use postern_proto::EnhancedCode;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use super::wire::{self, Caps, Reply, MAX_REPLY_LINE, MAX_REPLY_LINES};
+use crate::queue::Recipient;
+use crate::transport::Outcome;
+
+/// Content is written in pieces of this size, each under `smtp_data_xfer_timeout`.
+const XFER_CHUNK: usize = 64 * 1024;
+
+/// The per-stage time limits and the EHLO name, taken from the configuration once per job.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub helo_name: String,
+    pub connect: Duration,
+    pub helo: Duration,
+    pub mail: Duration,
+    pub rcpt: Duration,
+    pub data_init: Duration,
+    pub data_xfer: Duration,
+    pub data_done: Duration,
+    pub quit: Duration,
+}
+
+impl Settings {
+    pub fn from_config(cfg: &Config) -> Settings {
+        let helo_name = if cfg.smtp_helo_name.trim().is_empty() {
+            cfg.myhostname.clone()
+        } else {
+            cfg.smtp_helo_name.trim().to_string()
+        };
+        Settings {
+            helo_name,
+            connect: cfg.smtp_connect_timeout,
+            helo: cfg.smtp_helo_timeout,
+            mail: cfg.smtp_mail_timeout,
+            rcpt: cfg.smtp_rcpt_timeout,
+            data_init: cfg.smtp_data_init_timeout,
+            data_xfer: cfg.smtp_data_xfer_timeout,
+            data_done: cfg.smtp_data_done_timeout,
+            quit: cfg.smtp_quit_timeout,
+        }
+    }
+}
+
+/// What is sent: the envelope and content of one job.
+#[derive(Clone, Debug)]
+pub struct Message<'a> {
+    /// For log lines about servers that could not be used.
+    pub queue_id: String,
+    pub sender: &'a str,
+    pub rcpts: Vec<&'a Recipient>,
+    pub content: &'a [u8],
+    pub body: Option<Body>,
+    pub smtputf8: bool,
+    pub ret: Option<Ret>,
+    pub envid: Option<&'a str>,
+}
+
+/// The result of trying one server.
+#[derive(Debug)]
+pub enum Attempt {
+    /// One outcome per recipient, in order.
+    Done(Vec<Outcome>),
+    /// The server was not usable; the outcome is what the recipients get if no server is.
+    Next(Outcome),
+}
+
+/// Why a conversation stopped without a reply to act on.
+enum Broken {
+    Timeout(&'static str),
+    Lost(&'static str),
+    Garbage(&'static str),
+    /// Every RCPT TO was refused (each recipient already has its own result).
+    NoRecipients,
+}
+
+/// Connects to `addr` (reported as `name[addr]:port`) and delivers `msg`.
+pub async fn attempt(
+    settings: &Settings,
+    name: &str,
+    addr: SocketAddr,
+    msg: &Message<'_>,
+) -> Attempt {
+    let peer = format!("{name}[{}]", addr.ip());
+    let relay = format!("{peer}:{}", addr.port());
+    let stream = match timeout(settings.connect, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return Attempt::Next(defer(
+                4,
+                4,
+                1,
+                &relay,
+                format!("connect to {relay}: {}", io_text(&e)),
+            ))
+        }
+        Err(_) => {
+            return Attempt::Next(defer(
+                4,
+                4,
+                1,
+                &relay,
+                format!("connect to {relay}: Connection timed out"),
+            ))
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    Session::new(stream, settings, peer, relay).run(msg).await
+}
+
+/// Postfix's wording for the common connect errors.
+fn io_text(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "Connection refused".into(),
+        std::io::ErrorKind::TimedOut => "Connection timed out".into(),
+        _ => e.to_string(),
+    }
+}
+
+fn defer(class: u8, subject: u16, detail: u16, relay: &str, text: String) -> Outcome {
+    Outcome::defer(EnhancedCode::new(class, subject, detail), relay, text)
+}
+
+/// A session over any byte stream, so tests can drive it with a scripted peer.
+pub struct Session<'s, S> {
+    io: BufReader<S>,
+    settings: &'s Settings,
+    /// `name[addr]`, for texts.
+    peer: String,
+    /// `name[addr]:port`, the log's `relay=`.
+    relay: String,
+}
+
+impl<'s, S: AsyncRead + AsyncWrite + Unpin> Session<'s, S> {
+    pub fn new(stream: S, settings: &'s Settings, peer: String, relay: String) -> Self {
+        Session {
+            io: BufReader::new(stream),
+            settings,
+            peer,
+            relay,
+        }
+    }
+
+    pub async fn run(mut self, msg: &Message<'_>) -> Attempt {
+        let n = msg.rcpts.len();
+        let s = self.settings;
+        let greeting = match self
+            .read(s.helo, "receiving the initial server greeting")
+            .await
+        {
+            Ok(r) => r,
+            Err(b) => return Attempt::Next(self.broken(b)),
+        };
+        if greeting.code != 220 {
+            let o = self.refused(&greeting);
+            self.quit().await;
+            return Attempt::Next(o);
+        }
+        let helo = format!("EHLO {}\r\n", s.helo_name);
+        let mut reply = match self
+            .command(&helo, s.helo, "performing the EHLO handshake")
+            .await
+        {
+            Ok(r) => r,
+            Err(b) => return Attempt::Next(self.broken(b)),
+        };
+        let mut caps = Caps::default();
+        if reply.code / 100 == 2 {
+            caps = Caps::parse(&reply);
+        } else if reply.code / 100 == 5 {
+            // RFC 5321 §4.1.4: a server without ESMTP refuses EHLO; HELO is the fallback.
+            let helo = format!("HELO {}\r\n", s.helo_name);
+            reply = match self
+                .command(&helo, s.helo, "performing the HELO handshake")
+                .await
+            {
+                Ok(r) => r,
+                Err(b) => return Attempt::Next(self.broken(b)),
+            };
+        }
+        if reply.code / 100 != 2 {
+            let o = self.said(&reply, "EHLO");
+            self.quit().await;
+            return Attempt::Done(vec![o; n]);
+        }
+
+        if let Some(limit) = caps.size.filter(|&l| l > 0 && msg.content.len() as u64 > l) {
+            let text = format!(
+                "message size {} exceeds size limit {limit} of server {}",
+                msg.content.len(),
+                self.peer
+            );
+            let o = Outcome::bounce(EnhancedCode::new(5, 3, 4), &self.relay, text);
+            self.quit().await;
+            return Attempt::Done(vec![o; n]);
+        }
+        if msg.smtputf8 && !caps.smtputf8 {
+            let text = format!(
+                "SMTPUTF8 is required, but was not offered by host {}",
+                self.peer
+            );
+            let o = Outcome::bounce(EnhancedCode::new(5, 6, 7), &self.relay, text);
+            self.quit().await;
+            return Attempt::Done(vec![o; n]);
+        }
+        let outcomes = self.transaction(msg, &caps).await;
+        self.quit().await;
+        Attempt::Done(outcomes)
+    }
+
+    /// MAIL, RCPT…, DATA, content, final reply.
+    async fn transaction(&mut self, msg: &Message<'_>, caps: &Caps) -> Vec<Outcome> {
+        let s = self.settings;
+        let mut results: Vec<Option<Outcome>> = vec![None; msg.rcpts.len()];
+        let mail = format!(
+            "MAIL FROM:<{}>{}\r\n",
+            msg.sender,
+            mail_params(msg, caps).to_wire()
+        );
+        let rcpts: Vec<String> = msg
+            .rcpts
+            .iter()
+            .map(|r| {
+                format!(
+                    "RCPT TO:<{}>{}\r\n",
+                    r.address,
+                    rcpt_params(r, caps).to_wire()
+                )
+            })
+            .collect();
+        // With PIPELINING the whole envelope and DATA go in one write (RFC 2920 §3.1: DATA is
+        // the last command of the group); replies are then read in order.
+        if caps.pipelining {
+            let mut batch = mail.clone();
+            rcpts.iter().for_each(|r| batch.push_str(r));
+            batch.push_str("DATA\r\n");
+            if let Err(b) = self
+                .send(batch.as_bytes(), s.mail, "sending MAIL FROM")
+                .await
+            {
+                return fill(results, self.broken(b));
+            }
+        } else if let Err(b) = self
+            .send(mail.as_bytes(), s.mail, "sending MAIL FROM")
+            .await
+        {
+            return fill(results, self.broken(b));
+        }
+        let reply = match self.read(s.mail, "sending MAIL FROM").await {
+            Ok(r) => r,
+            Err(b) => return fill(results, self.broken(b)),
+        };
+        if reply.code / 100 != 2 {
+            return fill(results, self.said(&reply, "MAIL FROM"));
+        }
+        for (i, line) in rcpts.iter().enumerate() {
+            if !caps.pipelining {
+                if let Err(b) = self.send(line.as_bytes(), s.rcpt, "sending RCPT TO").await {
+                    return fill(results, self.broken(b));
+                }
+            }
+            match self.read(s.rcpt, "sending RCPT TO").await {
+                Ok(r) if r.code / 100 == 2 => {}
+                Ok(r) => results[i] = Some(self.said(&r, "RCPT TO")),
+                Err(b) => return fill(results, self.broken(b)),
+            }
+        }
+        let accepted = results.iter().filter(|r| r.is_none()).count();
+        if accepted == 0 && !caps.pipelining {
+            return fill(results, self.broken(Broken::NoRecipients));
+        }
+        if !caps.pipelining {
+            if let Err(b) = self
+                .send(b"DATA\r\n", s.data_init, "sending DATA command")
+                .await
+            {
+                return fill(results, self.broken(b));
+            }
+        }
+        let reply = match self.read(s.data_init, "sending DATA command").await {
+            Ok(r) => r,
+            Err(b) => return fill(results, self.broken(b)),
+        };
+        if accepted == 0 {
+            // Pipelined DATA after every RCPT failed: a server that still says 354 gets an
+            // empty message, which it must not deliver (no valid recipients).
+            if reply.code == 354 {
+                let _ = self
+                    .send(b".\r\n", s.data_xfer, "sending end of data")
+                    .await;
+                let _ = self.read(s.data_done, "sending end of data").await;
+            }
+            return fill(results, self.broken(Broken::NoRecipients));
+        }
+        if reply.code != 354 {
+            return fill(results, self.said(&reply, "DATA"));
+        }
+        let data = wire::encode_data(msg.content);
+        for chunk in data.chunks(XFER_CHUNK) {
+            if let Err(b) = self.send(chunk, s.data_xfer, "sending message body").await {
+                return fill(results, self.broken(b));
+            }
+        }
+        let stage = "sending end of data -- message may be sent more than once";
+        match self.read(s.data_done, stage).await {
+            Ok(r) if r.code / 100 == 2 => {
+                let mut o = Outcome::sent(&self.relay, r.text());
+                o.diagnostic = Some(format!("smtp; {}", r.text()));
+                fill(results, o)
+            }
+            Ok(r) => fill(results, self.said(&r, "end of DATA")),
+            Err(b) => fill(results, self.broken(b)),
+        }
+    }
+
+    async fn quit(&mut self) {
+        let quit = self.settings.quit;
+        if self.send(b"QUIT\r\n", quit, "sending QUIT").await.is_ok() {
+            let _ = self.read(quit, "sending QUIT").await;
+        }
+        let _ = self.io.get_mut().shutdown().await;
+    }
+
+    async fn command(
+        &mut self,
+        line: &str,
+        limit: Duration,
+        stage: &'static str,
+    ) -> Result<Reply, Broken> {
+        self.send(line.as_bytes(), limit, stage).await?;
+        self.read(limit, stage).await
+    }
+
+    async fn send(
+        &mut self,
+        bytes: &[u8],
+        limit: Duration,
+        stage: &'static str,
+    ) -> Result<(), Broken> {
+        let io = self.io.get_mut();
+        let write = async {
+            io.write_all(bytes).await?;
+            io.flush().await
+        };
+        match timeout(limit, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Broken::Lost(stage)),
+            Err(_) => Err(Broken::Timeout(stage)),
+        }
+    }
+
+    /// One complete (possibly multi-line) reply within `limit`.
+    async fn read(&mut self, limit: Duration, stage: &'static str) -> Result<Reply, Broken> {
+        let io = &mut self.io;
+        let read = async {
+            let mut lines = Vec::new();
+            loop {
+                let mut buf = Vec::new();
+                let n = (&mut *io)
+                    .take(MAX_REPLY_LINE)
+                    .read_until(b'\n', &mut buf)
+                    .await;
+                match n {
+                    Ok(0) | Err(_) => return Err(Broken::Lost(stage)),
+                    Ok(_) => {}
+                }
+                if buf.last() != Some(&b'\n') {
+                    return Err(Broken::Garbage(stage));
+                }
+                let text = String::from_utf8_lossy(&buf);
+                let text = text.trim_end_matches(['\r', '\n']);
+                let Some((code, more, rest)) = wire::parse_line(text) else {
+                    return Err(Broken::Garbage(stage));
+                };
+                lines.push(rest.to_string());
+                if !more {
+                    return Ok(Reply { code, lines });
+                }
+                if lines.len() >= MAX_REPLY_LINES {
+                    return Err(Broken::Garbage(stage));
+                }
+            }
+        };
+        match timeout(limit, read).await {
+            Ok(r) => r,
+            Err(_) => Err(Broken::Timeout(stage)),
+        }
+    }
+
+    /// Postfix's texts for a conversation that broke down; always a deferral.
+    fn broken(&self, b: Broken) -> Outcome {
+        let (detail, text) = match b {
+            Broken::Timeout(stage) => (
+                2,
+                format!("conversation with {} timed out while {stage}", self.peer),
+            ),
+            Broken::NoRecipients => (0, format!("no recipient was accepted by {}", self.peer)),
+            Broken::Lost(stage) => (
+                2,
+                format!("lost connection with {} while {stage}", self.peer),
+            ),
+            Broken::Garbage(stage) => (
+                0,
+                format!("host {} sent a malformed reply while {stage}", self.peer),
+            ),
+        };
+        let subject = if detail == 0 { 5 } else { 4 };
+        defer(4, subject, detail, &self.relay, text)
+    }
+
+    /// A greeting other than 220.
+    fn refused(&self, reply: &Reply) -> Outcome {
+        let text = format!("host {} refused to talk to me: {}", self.peer, reply.text());
+        self.remote(reply, text)
+    }
+
+    /// A negative reply to a command: `host X said: 550 … (in reply to RCPT TO command)`.
+    fn said(&self, reply: &Reply, command: &str) -> Outcome {
+        let text = format!(
+            "host {} said: {} (in reply to {command} command)",
+            self.peer,
+            reply.text()
+        );
+        self.remote(reply, text)
+    }
+
+    fn remote(&self, reply: &Reply, text: String) -> Outcome {
+        let mut o = if reply.code / 100 == 5 {
+            Outcome::bounce(reply.status(), &self.relay, text)
+        } else {
+            // Anything that is neither 2xx nor 5xx is treated as temporary.
+            let st = reply.status();
+            let st = if st.class == 4 {
+                st
+            } else {
+                EnhancedCode::new(4, 0, 0)
+            };
+            Outcome::defer(st, &self.relay, text)
+        };
+        o.diagnostic = Some(format!("smtp; {}", reply.text()));
+        o
+    }
+}
+
+/// Every recipient without a result gets `o`.
+fn fill(results: Vec<Option<Outcome>>, o: Outcome) -> Vec<Outcome> {
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| o.clone()))
+        .collect()
+}
+
+/// SIZE, BODY, SMTPUTF8 and the DSN parameters, each only when the server offers it.
+fn mail_params(msg: &Message<'_>, caps: &Caps) -> MailParams {
+    MailParams {
+        size: caps.size.map(|_| msg.content.len() as u64),
+        body: match msg.body {
+            Some(Body::EightBitMime) if caps.eightbitmime => Some(Body::EightBitMime),
+            _ => None,
+        },
+        smtputf8: msg.smtputf8 && caps.smtputf8,
+        ret: msg.ret.filter(|_| caps.dsn),
+        envid: msg.envid.filter(|_| caps.dsn).map(str::to_string),
+        auth: None,
+    }
+}
+
+fn rcpt_params(r: &Recipient, caps: &Caps) -> RcptParams {
+    if !caps.dsn {
+        return RcptParams::default();
+    }
+    RcptParams {
+        notify: r.notify,
+        orcpt: r.orcpt.clone(),
+    }
+}
