@@ -1,6 +1,7 @@
 //! The harness API against real components: the example policy (examples/policy-rust), the
 //! misbehaving sandbox plugin and the lookup/filter/transport plugin of host/runtime/tests.
 
+#[path = "../../../host/runtime/tests/guest/mod.rs"]
 mod guest;
 
 use std::path::PathBuf;

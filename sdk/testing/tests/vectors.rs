@@ -2,6 +2,7 @@
 //! sandbox plugin (fake DNS, kv seeds, the clock) and the lookup/filter/transport plugin, and
 //! files whose expectations are wrong, which must fail and say why.
 
+#[path = "../../../host/runtime/tests/guest/mod.rs"]
 mod guest;
 
 use std::path::{Path, PathBuf};
