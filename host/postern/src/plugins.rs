@@ -222,9 +222,14 @@ pub fn stats_path(queue_dir: &Path) -> PathBuf {
 }
 
 /// Writes one line per plugin of the current set: `name calls errors faults timeouts
-/// backed_off instances avg_us max_us policy`; empty without plugins.
+/// backed_off instances avg_us max_us policy`. Without plugins nothing is written (a file
+/// left by an earlier set is removed).
 pub fn write_stats(queue_dir: &Path) {
-    let set = latest().unwrap_or_default();
+    let Some(set) = latest() else { return };
+    if set.plugins().next().is_none() {
+        let _ = std::fs::remove_file(stats_path(queue_dir));
+        return;
+    }
     let mut text = String::new();
     for p in set.plugins() {
         let s = p.stats();

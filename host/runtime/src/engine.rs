@@ -1,11 +1,13 @@
 //! The shared wasmtime engine, the linker with every host import, the epoch ticker, the
 //! on-disk compile cache, and loading a binding into a [`Plugin`].
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use std::time::SystemTime;
 
 use anyhow::{anyhow, Context as _};
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -167,12 +169,18 @@ pub struct ComponentInfo {
     pub imports: Vec<String>,
 }
 
+/// A compiled component and the size and mtime of its file when it was compiled.
+type Compiled = (u64, Option<SystemTime>, Component);
+
 /// One engine for the whole process; cheap to share (`Arc` it). Dropping it stops the ticker.
 pub struct Runtime {
     pub(crate) engine: Engine,
     pub(crate) linker: Arc<Linker<HostState>>,
     shared: Arc<Shared>,
     cache_dir: Option<PathBuf>,
+    /// The last component compiled from each path, with the file's size and mtime then:
+    /// inspecting and loading, or reloading an unchanged component, compile it once.
+    compiled: std::sync::Mutex<HashMap<PathBuf, Compiled>>,
     _ticker: Ticker,
 }
 
@@ -305,6 +313,7 @@ impl Runtime {
                 clock: options.clock,
             }),
             cache_dir: options.cache_dir,
+            compiled: std::sync::Mutex::new(HashMap::new()),
             _ticker: Ticker {
                 stop,
                 thread: Some(thread),
@@ -321,6 +330,26 @@ impl Runtime {
     /// bytes and the engine match a cached entry. Compiling costs tens of milliseconds for a
     /// small Rust plugin and seconds for Python or JS ones.
     pub fn compile(&self, path: &Path) -> anyhow::Result<Component> {
+        let stamp = std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()));
+        let memo = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some((len, mtime)), Some((l, m, c))) = (stamp, memo.get(path)) {
+            if (len, mtime) == (*l, *m) {
+                return Ok(c.clone());
+            }
+        }
+        // Compiling takes up to seconds: other loads need not wait for it.
+        drop(memo);
+        let component = self.compile_file(path)?;
+        if let Some((len, mtime)) = stamp {
+            let mut memo = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+            memo.insert(path.to_path_buf(), (len, mtime, component.clone()));
+        }
+        Ok(component)
+    }
+
+    fn compile_file(&self, path: &Path) -> anyhow::Result<Component> {
         let bytes = std::fs::read(path)
             .map_err(|e| anyhow!("cannot load component {}: {e}", path.display()))?;
         let Some(dir) = &self.cache_dir else {

@@ -10,8 +10,8 @@
 //! [`PluginError`]); no wasmtime type crosses the crate boundary, so the MTA crate neither sees
 //! nor depends on wasmtime.
 //!
-//! - `engine.rs`: [`Runtime`] — the shared engine, linker, epoch ticker, compile cache
-//!   (`cache.rs`), and [`Runtime::load`] of a binding into a [`Plugin`].
+//! - `engine.rs`: [`Runtime`] — the shared engine, linker, epoch ticker, compile caches (in
+//!   memory and on disk, `cache.rs`), and [`Runtime::load`] of a binding into a [`Plugin`].
 //! - `instance.rs`: what every role shares — counters ([`PluginStats`]), the crash-loop
 //!   breaker, and instance reuse (per call, per [`Transaction`], pooled).
 //! - `bindings.rs`: the generated bindings, one set of host imports for every role.

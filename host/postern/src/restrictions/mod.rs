@@ -432,6 +432,11 @@ impl Policy {
         self.tables.is_stale() || self.maps.is_stale()
     }
 
+    /// The plugins of the configuration epoch this policy was built in.
+    pub fn plugins(&self) -> &Arc<crate::plugins::PluginSet> {
+        &self.plugins
+    }
+
     /// The resolver for DNS checks and client host names, if any.
     pub fn resolver(&self) -> Option<&Arc<dyn Resolver>> {
         self.resolver.as_ref()

@@ -158,7 +158,7 @@ fn request(f: &Facts, cfg: &Config) -> PolicyRequest {
 
 /// One line of text a plugin gave: control characters (CR, LF) become spaces, so a plugin can
 /// neither end the SMTP reply early nor add log lines.
-fn clean(text: &str) -> String {
+pub(crate) fn clean(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect::<String>()

@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::session::Session;
 use crate::cleanup::Actions;
 use crate::queue::{Envelope, Recipient};
+use crate::restrictions::wasm::clean;
 use crate::restrictions::Facts;
 
 fn temporary() -> Reply {
@@ -40,7 +41,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         actions: &mut Actions,
     ) -> Option<Reply> {
         let cfg = self.ctx.settings.config.clone();
-        let set = crate::plugins::for_config(&cfg);
+        // The session's epoch, as for its policy plugins (no file checks per message).
+        let set = self.ctx.settings.policy.plugins().clone();
         for entry in &cfg.smtpd_milters {
             let qid = env.id.to_string();
             if let Some(path) = entry.strip_prefix("rhai:") {
@@ -228,14 +230,6 @@ fn script_filter(path: &str, facts: &Facts, env: &Envelope, content: &[u8]) -> S
         }
         _ => fail(format!("unknown action \"{action}\"")),
     }
-}
-
-/// One line: control characters become spaces, so a filter cannot inject header lines or
-/// reply lines.
-fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
 }
 
 /// `content` with header edits applied and, when given, the body replaced.

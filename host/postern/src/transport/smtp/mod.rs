@@ -50,6 +50,22 @@ mod tests;
 
 use client::{Attempt, Message, Settings};
 
+/// The resolver of `cfg`, made once per configuration (a reload makes a new one) rather than
+/// once per delivery.
+fn resolver(cfg: &Arc<Config>) -> Option<Arc<dyn crate::dns::Resolver>> {
+    type Cached = Option<(std::sync::Weak<Config>, Arc<dyn crate::dns::Resolver>)>;
+    static CACHE: std::sync::Mutex<Cached> = std::sync::Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((c, r)) = cache.as_ref() {
+        if c.upgrade().is_some_and(|c| Arc::ptr_eq(&c, cfg)) {
+            return Some(r.clone());
+        }
+    }
+    let r = crate::dns::resolver_for(cfg)?;
+    *cache = Some((Arc::downgrade(cfg), r.clone()));
+    Some(r)
+}
+
 /// Delivers one job and returns one outcome per entry of `job.rcpts`, in order.
 pub async fn deliver(cfg: Arc<Config>, job: &Job) -> Vec<Outcome> {
     let n = job.rcpts.len();
@@ -63,7 +79,7 @@ pub async fn deliver(cfg: Arc<Config>, job: &Job) -> Vec<Outcome> {
     // Only names need DNS; `[127.0.0.1]:10025` works without a resolver.
     let resolver = match hop.literal() {
         Some(_) => None,
-        None => crate::dns::resolver_for(&cfg),
+        None => resolver(&cfg),
     };
     let families = mx::Families::from_inet_protocols(&cfg.inet_protocols);
     let hosts = match mx::hosts(resolver.as_deref(), &hop, families).await {
