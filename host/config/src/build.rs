@@ -11,6 +11,8 @@ use crate::{Diagnostic, MainCf};
 
 #[path = "restrict.rs"]
 pub(crate) mod restrict;
+#[path = "security.rs"]
+pub(crate) mod security;
 
 use restrict::{ADDRESS_CLASSES, DELIVERY_SOURCES, EXTENSION_CLASSES};
 
@@ -189,6 +191,10 @@ pub(crate) fn build(
         smtp_data_xfer_timeout: b.time("smtp_data_xfer_timeout", 's', true),
         smtp_data_done_timeout: b.time("smtp_data_done_timeout", 's', true),
         smtp_quit_timeout: b.time("smtp_quit_timeout", 's', true),
+        smtpd_tls: b.smtpd_tls(),
+        smtp_tls: b.smtp_tls(),
+        sasl: b.sasl(),
+        delivery: b.delivery(),
         raw: MainCf::default(),
     };
     Config { raw, ..config }

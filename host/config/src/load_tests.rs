@@ -189,7 +189,7 @@ fn listeners_with_overrides() {
 #[test]
 fn unknown_parameters_warn_with_suggestion() {
     let dir = TempDir::new(
-        Some("myhostname = h.example\nmesage_size_limit = 1000\nfrobnicate = yes\nsmtpd_tls_cert_file = /x.pem\n"),
+        Some("myhostname = h.example\nmesage_size_limit = 1000\nfrobnicate = yes\nsmtpd_tls_session_cache_database = btree:/x\n"),
         Some("smtp inet n - n - - smtpd -o smtpd_timout=10s\n"),
     );
     let loaded = load(&dir.0).unwrap();
@@ -208,7 +208,9 @@ fn unknown_parameters_warn_with_suggestion() {
         w[1]
     );
     assert!(
-        w[2].contains("main.cf:4: Postfix parameter smtpd_tls_cert_file is not implemented"),
+        w[2].contains(
+            "main.cf:4: Postfix parameter smtpd_tls_session_cache_database is not implemented"
+        ),
         "{}",
         w[2]
     );

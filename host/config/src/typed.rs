@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) use crate::build::build;
+use crate::build::security::{Delivery, Sasl, SmtpTls, SmtpdTls};
 use crate::values::{BareNewline, Cidr};
 use crate::{tidy_diagnostics, ConfigError, Diagnostic, MainCf};
 
@@ -297,6 +298,14 @@ pub struct Config {
     pub smtp_data_done_timeout: Duration,
     /// `smtp_quit_timeout` (default 300s): QUIT and its reply.
     pub smtp_quit_timeout: Duration,
+    /// smtpd TLS: `smtpd_tls_*`, `tls_server_sni_maps`, `smtpd_starttls_timeout`.
+    pub smtpd_tls: SmtpdTls,
+    /// smtp/lmtp client TLS: `smtp_tls_*`, `smtp_starttls_timeout`.
+    pub smtp_tls: SmtpTls,
+    /// smtpd AUTH: `smtpd_sasl_*`, `smtpd_sender_login_maps`, `smtpd_client_auth_rate_limit`.
+    pub sasl: Sasl,
+    /// Outbound scheduling, connection reuse and LMTP client settings.
+    pub delivery: Delivery,
     /// The source, with any overrides applied (for `postern conf -n` and later features).
     pub raw: MainCf,
 }

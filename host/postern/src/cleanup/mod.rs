@@ -76,14 +76,54 @@ pub const HOPCOUNT_LIMIT: usize = 50;
 /// Headers removed from every message (Postfix `message_drop_headers` default).
 const DROP_HEADERS: &[&str] = &["bcc", "content-length", "resent-bcc", "return-path"];
 
-/// How an SMTP message arrived: the `with` clause of `Received:` (RFC 5321 §4.4, RFC 3848).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Protocol {
-    /// The client greeted with HELO.
-    Smtp,
-    /// The client greeted with EHLO (or never greeted: Postfix logs ESMTP then too).
-    #[default]
-    Esmtp,
+/// How an SMTP message arrived: the `with` clause of `Received:` (RFC 5321 §4.4, RFC 3848)
+/// and what goes into its comment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Protocol {
+    /// The client greeted with EHLO (or never greeted: Postfix logs ESMTP then too); `false`
+    /// for HELO.
+    pub esmtp: bool,
+    /// The session was encrypted (`ESMTPS`).
+    pub tls: Option<crate::tls::TlsSummary>,
+    /// The client authenticated (`ESMTPA`).
+    pub login: Option<crate::sasl::Login>,
+}
+
+impl Default for Protocol {
+    fn default() -> Protocol {
+        Protocol::ESMTP
+    }
+}
+
+impl Protocol {
+    /// A HELO client.
+    pub const SMTP: Protocol = Protocol {
+        esmtp: false,
+        tls: None,
+        login: None,
+    };
+    /// An EHLO client without TLS or AUTH.
+    pub const ESMTP: Protocol = Protocol {
+        esmtp: true,
+        tls: None,
+        login: None,
+    };
+
+    /// The RFC 3848 / RFC 6531 protocol name: `SMTP`, `ESMTP`, `ESMTPS`, `ESMTPA`, `ESMTPSA`, or
+    /// with `utf8` the `UTF8SMTP…` forms.
+    pub fn name(&self, utf8: bool) -> String {
+        if !self.esmtp {
+            return "SMTP".to_string();
+        }
+        let mut name = if utf8 { "UTF8SMTP" } else { "ESMTP" }.to_string();
+        if self.tls.is_some() {
+            name.push('S');
+        }
+        if self.login.is_some() {
+            name.push('A');
+        }
+        name
+    }
 }
 
 /// What cleanup did with a message.
@@ -133,7 +173,7 @@ pub fn enqueue_full(
 ) -> Result<Stored, CleanupError> {
     let mut content = normalize_line_endings(content);
     let mut actions = actions.clone();
-    let checked = checks::apply(cfg, &env, protocol, &mut content);
+    let checked = checks::apply(cfg, &env, &protocol, &mut content);
     actions.merge(checked.map_err(CleanupError::Rejected)?);
     apply_recipient_actions(&mut env, &actions);
     qualify_envelope(cfg, &mut env);
@@ -171,7 +211,7 @@ pub fn enqueue_full(
     } else if env.filter.is_none() && !cfg.content_filter.trim().is_empty() {
         env.filter = Some(cfg.content_filter.trim().to_string());
     }
-    let message = complete(cfg, &env, &content, protocol, &actions.prepend)?;
+    let message = complete(cfg, &env, &content, &protocol, &actions.prepend)?;
     let held = actions.hold.is_some();
     let dir = if held {
         QueueDir::Hold
@@ -334,7 +374,7 @@ fn complete(
     cfg: &Config,
     env: &Envelope,
     content: &[u8],
-    protocol: Protocol,
+    protocol: &Protocol,
     prepend: &[String],
 ) -> Result<Vec<u8>, CleanupError> {
     let split = headers::split(content);
@@ -411,7 +451,7 @@ fn complete(
 }
 
 /// Postfix's `Received:` header (smtpd.c / pickup): `for <rcpt>` only with one recipient.
-fn received(cfg: &Config, env: &Envelope, protocol: Protocol) -> String {
+fn received(cfg: &Config, env: &Envelope, protocol: &Protocol) -> String {
     let date = crate::time::rfc5322(env.arrival);
     let host = sanitize(&cfg.myhostname);
     let mail_name = sanitize(&cfg.mail_name);
@@ -421,11 +461,7 @@ fn received(cfg: &Config, env: &Envelope, protocol: Protocol) -> String {
     };
     match &env.origin {
         Origin::Smtp { addr, helo, name } => {
-            let with = match (protocol, env.smtputf8) {
-                (Protocol::Smtp, _) => "SMTP",
-                (Protocol::Esmtp, false) => "ESMTP",
-                (Protocol::Esmtp, true) => "UTF8SMTP",
-            };
+            let with = protocol.name(env.smtputf8);
             // RFC 5321 §4.1.3: IPv6 address literals carry the "IPv6:" tag.
             let addr = if addr.contains(':') {
                 format!("IPv6:{addr}")

@@ -84,7 +84,7 @@ fn helo_clients_are_received_with_smtp() {
         &spool,
         smtp_env(&["b@localhost"]),
         b"x\r\n",
-        Protocol::Smtp,
+        Protocol::SMTP,
     )
     .expect("enqueue");
     let (_, body) = spool.load(QueueDir::Incoming, &env.id).expect("load");
@@ -233,7 +233,7 @@ fn line_endings_are_made_canonical_without_needless_copies() {
 fn full(cfg: &Config, env: Envelope, actions: &Actions) -> (Stored, TempSpool) {
     let spool = TempSpool::new("cleanup-actions");
     let content = b"Subject: s\r\n\r\nbody\r\n";
-    let stored = enqueue_full(cfg, &spool, env, content, Protocol::Esmtp, actions).expect("ok");
+    let stored = enqueue_full(cfg, &spool, env, content, Protocol::ESMTP, actions).expect("ok");
     (stored, spool)
 }
 

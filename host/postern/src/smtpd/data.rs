@@ -161,10 +161,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return self.fail(r).await;
             }
         }
-        let protocol = if self.proto.esmtp {
-            Protocol::Esmtp
-        } else {
-            Protocol::Smtp
+        let protocol = Protocol {
+            esmtp: self.proto.esmtp,
+            tls: self.proto.tls.clone(),
+            login: self.proto.login.clone(),
         };
         let config = self.ctx.settings.config.clone();
         let spool = self.ctx.spool.clone();

@@ -25,6 +25,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return self.refused(r).await;
         }
         self.greeted(name, true);
+        let starttls = self.starttls_offered();
+        let auth = self.auth_mechanisms();
         let cfg = self.cfg();
         let caps = EhloCaps {
             size_limit: cfg.message_size_limit,
@@ -36,8 +38,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             chunking: true,
             vrfy: !cfg.disable_vrfy_command,
             etrn: true,
-            starttls: false,
-            auth: Vec::new(),
+            starttls,
+            auth,
         };
         let reply = ehlo_reply(&cfg.myhostname, &caps);
         self.ok(reply).await

@@ -108,20 +108,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.fail(Reply::new(500, "5.5.2", "Error: command not recognized"))
             .await
     }
-
-    pub(super) async fn starttls(&mut self) -> Result<Flow, IoError> {
-        self.fail(Reply::new(502, "5.5.1", "Error: command not implemented"))
-            .await
-    }
-
-    pub(super) async fn auth(&mut self) -> Result<Flow, IoError> {
-        self.fail(Reply::new(
-            503,
-            "5.5.1",
-            "Error: authentication not enabled",
-        ))
-        .await
-    }
 }
 
 /// A host name or an address literal in brackets.

@@ -15,6 +15,7 @@
 //! `stats.rs`. Relay decisions come from [`crate::restrictions`]; finished messages go to
 //! [`crate::cleanup`]. smtpd never writes the spool itself.
 
+mod auth;
 mod bdat;
 mod checks;
 mod data;
@@ -26,6 +27,7 @@ mod misc;
 mod rcpt;
 mod session;
 mod stats;
+mod tls;
 
 #[cfg(test)]
 pub(crate) mod testkit;

@@ -103,6 +103,10 @@ pub(super) struct ProtocolState {
     /// The current command arrived before the previous reply was sent without PIPELINING
     /// having been negotiated (`reject_unauth_pipelining`).
     pub unauth_pipelining: bool,
+    /// The session is encrypted (STARTTLS done, or a wrapper-mode service).
+    pub tls: Option<crate::tls::TlsSummary>,
+    /// A successful AUTH (RFC 4954 §4: at most one per session).
+    pub login: Option<crate::sasl::Login>,
 }
 
 /// The mail transaction in progress: MAIL FROM, accepted RCPTs and, during BDAT, the content.
@@ -194,6 +198,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 helo_verdict: None,
                 access_denied: None,
                 unauth_pipelining: false,
+                tls: None,
+                login: None,
             },
             txn: None,
             ctx,
@@ -358,7 +364,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Command::Help(_) => self.help().await,
             Command::Etrn(arg) => self.etrn(arg).await,
             Command::Starttls => self.starttls().await,
-            Command::Auth(_) => self.auth().await,
+            Command::Auth(arg) => self.auth(arg).await,
         }
     }
 

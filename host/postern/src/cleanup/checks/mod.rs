@@ -55,7 +55,7 @@ use mime::{Item, Section};
 pub fn apply(
     cfg: &Config,
     env: &Envelope,
-    protocol: Protocol,
+    protocol: &Protocol,
     content: &mut Cow<'_, [u8]>,
 ) -> Result<Actions, Reply> {
     let maps = Maps::open(cfg)?;
@@ -129,17 +129,14 @@ struct LogCtx {
 }
 
 impl LogCtx {
-    fn new(env: &Envelope, protocol: Protocol) -> LogCtx {
+    fn new(env: &Envelope, protocol: &Protocol) -> LogCtx {
         let mut envelope = format!(" from=<{}>", env.sender);
         if let Some(first) = env.recipients.first() {
             envelope.push_str(&format!(" to=<{}>", first.address));
         }
         let origin = match &env.origin {
             Origin::Smtp { addr, helo, name } => {
-                let proto = match protocol {
-                    Protocol::Smtp => "SMTP",
-                    Protocol::Esmtp => "ESMTP",
-                };
+                let proto = if protocol.esmtp { "ESMTP" } else { "SMTP" };
                 envelope.push_str(&format!(" proto={proto}"));
                 if !helo.is_empty() {
                     envelope.push_str(&format!(" helo=<{helo}>"));

@@ -51,7 +51,7 @@ fn run(name: &str, params: &[(&str, &str)], msg: &str) -> (Result<Actions, Reply
         .collect();
     let cfg = config(&overrides);
     let mut content = Cow::Borrowed(msg.as_bytes());
-    let result = apply(&cfg, &env(), Protocol::Esmtp, &mut content);
+    let result = apply(&cfg, &env(), &Protocol::ESMTP, &mut content);
     (
         result,
         String::from_utf8(content.into_owned()).expect("utf8"),
@@ -258,7 +258,7 @@ fn body_size_limit_is_per_segment() {
             ("body_checks_size_limit", limit),
         ]);
         let mut content = Cow::Borrowed(msg.as_bytes());
-        apply(&cfg, &env(), Protocol::Esmtp, &mut content)
+        apply(&cfg, &env(), &Protocol::ESMTP, &mut content)
     };
     assert!(cfg_run("50").is_ok(), "the line starts after the limit");
     assert!(cfg_run("103").is_err(), "the line starts before the limit");
@@ -289,7 +289,7 @@ fn long_lines_are_checked_in_pieces() {
 fn broken_table_is_a_configuration_error() {
     let cfg = config(&[("header_checks", "regexp:/nonexistent/postern/table")]);
     let mut content = Cow::Borrowed(MSG.as_bytes());
-    let reply = apply(&cfg, &env(), Protocol::Esmtp, &mut content).expect_err("451");
+    let reply = apply(&cfg, &env(), &Protocol::ESMTP, &mut content).expect_err("451");
     assert_eq!(reply.to_string(), "451 4.3.5 Server configuration error");
 }
 
@@ -298,7 +298,7 @@ fn no_checks_no_copy() {
     let cfg = config(&[]);
     let mut content = Cow::Borrowed(MSG.as_bytes());
     assert_eq!(
-        apply(&cfg, &env(), Protocol::Esmtp, &mut content),
+        apply(&cfg, &env(), &Protocol::ESMTP, &mut content),
         Ok(Actions::default())
     );
     assert!(matches!(content, Cow::Borrowed(_)));
