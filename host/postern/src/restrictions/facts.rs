@@ -20,8 +20,12 @@ pub struct Facts {
     /// Envelope sender; `Some("")` is the null sender.
     pub sender: Option<String>,
     pub recipient: Option<String>,
-    /// SASL login name; always `None` until AUTH is implemented.
+    /// SASL login name, once the client authenticated.
     pub sasl_username: Option<String>,
+    /// SASL mechanism of that login (`PLAIN`, `LOGIN`).
+    pub sasl_method: Option<String>,
+    /// The session's TLS protocol and cipher, once encrypted.
+    pub tls: Option<crate::tls::TlsSummary>,
     /// The transaction declared SMTPUTF8 (non-ASCII domains allowed).
     pub smtputf8: bool,
     /// Recipients accepted so far in this transaction.
@@ -54,6 +58,8 @@ impl Facts {
             sender: None,
             recipient: None,
             sasl_username: None,
+            sasl_method: None,
+            tls: None,
             smtputf8: false,
             recipient_count: 0,
             unauth_pipelining: false,

@@ -24,6 +24,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         f.command = command;
         f.esmtp = self.proto.esmtp;
         f.unauth_pipelining = self.proto.unauth_pipelining;
+        f.tls = self.proto.tls.clone();
+        if let Some(login) = &self.proto.login {
+            f.sasl_username = Some(login.username.clone());
+            f.sasl_method = Some(login.method.clone());
+        }
         if let Some(t) = &self.txn {
             f.sender = Some(t.sender.clone());
             f.smtputf8 = t.params.smtputf8;
