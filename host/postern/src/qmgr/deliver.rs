@@ -15,7 +15,7 @@ use std::time::Duration;
 use postern_config::Config;
 use postern_proto::EnhancedCode;
 
-use super::{is_not_found, quarantine, schedule, Cmd, Shared};
+use super::{is_not_found, quarantine, schedule, sites, Cmd, Shared};
 use crate::address::Destinations;
 use crate::bounce::{self, DsnKind, DsnRecipient};
 use crate::queue::{Envelope, QueueDir, QueueError, QueueId, RcptState, Spool};
@@ -160,7 +160,10 @@ fn activate(spool: &Spool, id: &QueueId, from: QueueDir) -> Activated {
 /// Groups pending recipients into jobs: one per transport and destination, and one per
 /// recipient for transports that deliver to a single recipient at a time (local, virtual).
 /// A message with a `filter` record goes to that transport whole (Postfix `content_filter`).
-fn plan(
+/// smtp and lmtp jobs carry at most `smtp_destination_recipient_limit` /
+/// `lmtp_destination_recipient_limit` recipients (50 by default); more make more jobs, which
+/// the destination's concurrency window runs in parallel, as Postfix does.
+pub(super) fn plan(
     cfg: &Config,
     dest: &Destinations,
     env: &Arc<Envelope>,
@@ -175,10 +178,15 @@ fn plan(
         } else {
             route.nexthop.to_lowercase()
         };
+        let limit = match route.transport {
+            transport::Transport::Smtp => cfg.delivery.smtp_recipient_limit,
+            transport::Transport::Lmtp => cfg.delivery.lmtp_recipient_limit,
+            _ => usize::MAX,
+        };
         let key = (route.clone(), dest.clone());
         match index.get(&key) {
-            Some(&j) => jobs[j].0.rcpts.push(i),
-            None => {
+            Some(&j) if jobs[j].0.rcpts.len() < limit.max(1) => jobs[j].0.rcpts.push(i),
+            _ => {
                 index.insert(key, jobs.len());
                 jobs.push((
                     Job {
@@ -229,6 +237,9 @@ async fn run_jobs(
 /// destination, and at most `default_process_limit` (100) deliveries per transport at a time.
 async fn run_job(shared: Arc<Shared>, cfg: Arc<Config>, job: Job, dest: String) -> JobResult {
     let t = &job.route.transport;
+    if matches!(t, transport::Transport::Smtp | transport::Transport::Lmtp) {
+        return run_network_job(shared, cfg, job, dest).await;
+    }
     let (dest_slot, _process_slot) = if t.is_limited() {
         let dest_limit = match t {
             transport::Transport::Local | transport::Transport::Virtual => {
@@ -251,8 +262,58 @@ async fn run_job(shared: Arc<Shared>, cfg: Arc<Config>, job: Job, dest: String) 
         (None, None)
     };
     let start = crate::time::now_micros();
-    let mut outcomes = transport::deliver(cfg.clone(), &job, dest_slot).await;
+    let outcomes = transport::deliver(cfg.clone(), &job, dest_slot).await;
     let end = crate::time::now_micros();
+    finish_job(&cfg, job, outcomes, start, end)
+}
+
+/// smtp and lmtp: the destination's slot comes from its slow-start window ([`sites`]), and the
+/// result feeds back into it; a dead destination defers at once without a connection.
+///
+/// [`sites`]: super::sites
+async fn run_network_job(
+    shared: Arc<Shared>,
+    cfg: Arc<Config>,
+    job: Job,
+    dest: String,
+) -> JobResult {
+    let t = &job.route.transport;
+    let limits = sites::Limits {
+        initial: cfg.delivery.initial_concurrency,
+        max: cfg.default_destination_concurrency_limit,
+        failed_cohort_limit: cfg.delivery.failed_cohort_limit,
+        dead_time: cfg.minimal_backoff_time.max(schedule::MIN_RETRY),
+    };
+    let start = crate::time::now_micros();
+    let site = match shared
+        .sites
+        .acquire(&format!("{}:{dest}", t.name()), limits)
+        .await
+    {
+        Ok(slot) => slot,
+        Err(suspended) => {
+            let outcomes = vec![suspended; job.rcpts.len()];
+            return finish_job(&cfg, job, outcomes, start, start);
+        }
+    };
+    let _process_slot = shared
+        .limiter
+        .acquire(t.name().to_string(), cfg.default_process_limit as usize)
+        .await;
+    let start = crate::time::now_micros();
+    let outcomes = transport::deliver(cfg.clone(), &job, None).await;
+    let end = crate::time::now_micros();
+    site.done(sites::Feedback::of(&outcomes));
+    finish_job(&cfg, job, outcomes, start, end)
+}
+
+fn finish_job(
+    cfg: &Config,
+    job: Job,
+    mut outcomes: Vec<Outcome>,
+    start: u64,
+    end: u64,
+) -> JobResult {
     if outcomes.len() != job.rcpts.len() {
         outcomes.resize(
             job.rcpts.len(),

@@ -36,6 +36,7 @@ use crate::queue::{QueueDir, QueueError, QueueId, Spool};
 mod deliver;
 mod pickup;
 pub mod schedule;
+pub mod sites;
 
 #[cfg(test)]
 mod tests;
@@ -112,6 +113,8 @@ pub(crate) struct Shared {
     pub config: watch::Receiver<Arc<Config>>,
     pub tx: mpsc::UnboundedSender<Cmd>,
     pub limiter: Arc<Limiter>,
+    /// smtp/lmtp destinations: slow-start windows and dead-destination back-off.
+    pub sites: Arc<sites::Sites>,
     /// Address classification of the last configuration seen, derived once per epoch.
     destinations: Mutex<Option<(Arc<Config>, Arc<Destinations>)>>,
 }
@@ -153,6 +156,7 @@ pub fn start(
         config,
         tx,
         limiter: Arc::new(Limiter::default()),
+        sites: Arc::default(),
         destinations: Mutex::default(),
     });
     let join = tokio::spawn(run(shared, rx, shutdown));
@@ -261,6 +265,7 @@ impl Scheduler {
                 self.enqueue(id, QueueDir::Incoming);
             }
             Cmd::Flush => {
+                self.shared.sites.revive_all();
                 self.deferred.make_all_due();
                 if self.scanning {
                     self.flush_pending = true;

@@ -313,3 +313,71 @@ async fn requeued_files_are_found_by_flush() {
     .await;
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_destination_defers_without_connecting() {
+    // failed_cohort_limit 1 and an initial window of 1: the first refused connection kills the
+    // destination; later mail is deferred at once with the first failure's reason.
+    let t = Env::start(
+        "dead",
+        &[
+            ("relayhost", "[127.0.0.1]:1"),
+            ("initial_destination_concurrency", "1"),
+        ],
+        |_| {},
+    )
+    .await;
+    let first = message("alice@localhost", &["dave@remote.example"]);
+    t.spool
+        .store(QueueDir::Incoming, &first, CONTENT)
+        .expect("store");
+    t.handle.new_message(first.id.clone());
+    eventually("first deferred", || {
+        t.spool.locate(&first.id) == Some(QueueDir::Deferred)
+    })
+    .await;
+    let second = message("alice@localhost", &["erin@remote.example"]);
+    t.spool
+        .store(QueueDir::Incoming, &second, CONTENT)
+        .expect("store");
+    t.handle.new_message(second.id.clone());
+    eventually("second deferred", || {
+        t.spool.locate(&second.id) == Some(QueueDir::Deferred)
+    })
+    .await;
+    let (back, _) = t.spool.load(QueueDir::Deferred, &second.id).expect("load");
+    let reason = back.recipients[0].reason.as_deref().unwrap_or("");
+    assert!(
+        reason.contains("delivery temporarily suspended: connect to 127.0.0.1[127.0.0.1]:1"),
+        "{reason}"
+    );
+    t.stop().await;
+}
+
+#[test]
+fn smtp_jobs_respect_the_destination_recipient_limit() {
+    let root = root("rcptlimit");
+    let cfg = config(
+        &root,
+        &[
+            ("relayhost", "[127.0.0.1]:1"),
+            ("smtp_destination_recipient_limit", "50"),
+        ],
+    );
+    let rcpts: Vec<String> = (0..120).map(|i| format!("u{i}@remote.example")).collect();
+    let refs: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    let mut env = message("alice@localhost", &refs);
+    env.recipients.push(Recipient::new("bob@localhost"));
+    let env = Arc::new(env);
+    let content = Arc::new(CONTENT.to_vec());
+    let dest = crate::address::Destinations::new(&cfg);
+    let jobs = deliver::plan(&cfg, &dest, &env, &content);
+    let smtp: Vec<usize> = jobs
+        .iter()
+        .filter(|(j, _)| j.route.transport == crate::transport::Transport::Smtp)
+        .map(|(j, _)| j.rcpts.len())
+        .collect();
+    assert_eq!(smtp, vec![50, 50, 20]);
+    assert_eq!(jobs.len(), 4, "plus one local job");
+    let _ = std::fs::remove_dir_all(root);
+}
