@@ -90,6 +90,9 @@ pub enum QueueCommand {
     Requeue(Selection),
     /// `queue flush` / `postqueue -f` / `sendmail -q`.
     Flush,
+    /// `queue flush SITE` / `postqueue -s site` / `sendmail -qRsite`: deferred mail with a
+    /// pending recipient in domain SITE is retried now.
+    FlushSite(String),
 }
 
 /// Which parts `queue show` prints; all three when no flag is given (as postcat).
@@ -381,7 +384,15 @@ fn parse_queue(args: &[String]) -> Result<QueueCommand, UsageError> {
     };
     match sub.as_str() {
         "list" | "ls" => none(QueueCommand::List),
-        "flush" => none(QueueCommand::Flush),
+        "flush" => match rest {
+            [] => Ok(QueueCommand::Flush),
+            [site] if !site.is_empty() && !site.starts_with('-') => Ok(QueueCommand::FlushSite(
+                site.trim_start_matches('@').to_ascii_lowercase(),
+            )),
+            _ => Err(usage(
+                "queue flush takes at most one argument: a domain (site)",
+            )),
+        },
         "show" | "cat" => parse_show(rest),
         "delete" | "rm" => parse_selection(sub, rest).map(QueueCommand::Delete),
         "hold" => parse_selection(sub, rest).map(QueueCommand::Hold),

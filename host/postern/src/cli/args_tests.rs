@@ -30,6 +30,10 @@ fn postern_commands() {
         ("postern mailq".into(), queue(QueueCommand::List)),
         ("postern queue flush".into(), queue(QueueCommand::Flush)),
         (
+            "postern queue flush @Example.ORG".into(),
+            queue(QueueCommand::FlushSite("example.org".into())),
+        ),
+        (
             format!("postern queue show {q}"),
             queue(QueueCommand::Show {
                 id: q.clone(),

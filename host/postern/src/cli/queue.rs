@@ -30,6 +30,7 @@ pub fn run(cmd: &QueueCommand, queue_dir: &Path) -> CliResult {
         QueueCommand::Hold(sel) => queue_admin::hold(queue_dir, sel),
         QueueCommand::Release(sel) => queue_admin::release(queue_dir, sel),
         QueueCommand::Requeue(sel) => queue_admin::requeue(queue_dir, sel),
+        QueueCommand::FlushSite(site) => flush_site(queue_dir, site),
     }
 }
 
@@ -371,6 +372,41 @@ fn flush(queue_dir: &Path) -> CliResult {
             ),
         )),
     }
+}
+
+/// Per-site flush (Postfix `postqueue -s site`): deferred messages with a pending recipient in
+/// `site` (or a subdomain of it) are requeued, then the daemon is told to run the queue.
+fn flush_site(queue_dir: &Path, site: &str) -> CliResult {
+    let entries = match open_existing(queue_dir)? {
+        Some(spool) => scan(&spool, &[QueueDir::Deferred])?,
+        None => Vec::new(),
+    };
+    let ids: Vec<QueueId> = entries
+        .into_iter()
+        .filter(|e| e.recipients.iter().any(|(r, _)| in_site(r, site)))
+        .map(|e| e.id)
+        .collect();
+    if ids.is_empty() {
+        eprintln!("postern: no deferred mail for {site}");
+        return Ok(exit::OK);
+    }
+    let sel = super::args::Selection {
+        all: false,
+        from_stdin: false,
+        ids,
+        queues: vec![QueueDir::Deferred],
+    };
+    queue_admin::requeue(queue_dir, &sel)?;
+    flush(queue_dir)
+}
+
+/// `user@site` or `user@host.site`, case-insensitively.
+fn in_site(address: &str, site: &str) -> bool {
+    let Some((_, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    domain == site || domain.ends_with(&format!(".{site}"))
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use postern_proto::params::{Body, Notify, Ret};
 use super::args::{Command, QueueCommand, UsageError};
 
 /// What `sendmail` was asked to do.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum SendmailMode {
     /// `-bm` (default): read a message from standard input and queue it.
     #[default]
@@ -30,6 +30,8 @@ pub enum SendmailMode {
     Newaliases,
     /// `-q`: deliver deferred mail now.
     Flush,
+    /// `-qRsite`: deliver deferred mail for one site now (Postfix `postqueue -s`).
+    FlushSite(String),
 }
 
 /// Parsed `sendmail` options.
@@ -64,6 +66,7 @@ impl SendmailArgs {
         match self.mode {
             SendmailMode::ListQueue => Command::Queue(QueueCommand::List),
             SendmailMode::Flush => Command::Queue(QueueCommand::Flush),
+            SendmailMode::FlushSite(site) => Command::Queue(QueueCommand::FlushSite(site)),
             SendmailMode::Newaliases => Command::Newaliases,
             SendmailMode::Deliver | SendmailMode::Smtp => Command::Sendmail(self),
         }
@@ -132,10 +135,14 @@ pub fn parse(args: &[String]) -> Result<SendmailArgs, UsageError> {
 fn apply_queue_option(out: &mut SendmailArgs, value: &str) -> Result<(), UsageError> {
     // `-q` and `-q<interval>` both mean "deliver the queue now"; Postern has no periodic
     // sendmail queue runner (the daemon schedules retries itself).
+    if let Some(site) = value.strip_prefix('R').filter(|s| !s.is_empty()) {
+        out.mode = SendmailMode::FlushSite(site.trim_start_matches('@').to_ascii_lowercase());
+        return Ok(());
+    }
     if value.starts_with(['R', 'S', 'I', 'r', 's', 'i']) {
         return Err(usage(format!(
-            "sendmail: -q{value} (per-site or per-ID queue runs) is not supported; use \
-             postern queue flush"
+            "sendmail: -q{value} (queue runs by sender, ID or recipient substring) is not \
+             supported; use postern queue flush [SITE]"
         )));
     }
     out.mode = SendmailMode::Flush;
@@ -306,6 +313,12 @@ mod tests {
         assert_eq!(cmd("-bp"), Ok(Command::Queue(QueueCommand::List)));
         assert_eq!(cmd("-q"), Ok(Command::Queue(QueueCommand::Flush)));
         assert_eq!(cmd("-q30m"), Ok(Command::Queue(QueueCommand::Flush)));
+        assert_eq!(
+            cmd("-qRexample.org"),
+            Ok(Command::Queue(QueueCommand::FlushSite(
+                "example.org".into()
+            )))
+        );
         assert_eq!(cmd("-bi"), Ok(Command::Newaliases));
         assert_eq!(cmd("-I"), Ok(Command::Newaliases));
     }
@@ -316,7 +329,7 @@ mod tests {
             ("-f", "-f needs a value"),
             ("-bd", "postern start"),
             ("-bv x", "-bv is not supported"),
-            ("-qRexample.com", "not supported"),
+            ("-qSexample.com", "not supported"),
             ("-N sometimes x", "expected never"),
             ("-R all x", "full or hdrs"),
             ("-B BINARYMIME x", "7BIT or 8BITMIME"),
