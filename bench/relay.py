@@ -124,7 +124,7 @@ def cell_name(size: int, rcpts: int) -> str:
 
 def report(results: list[dict]) -> dict:
     print(f"\n  {'cell':22} {'system':8} {'msgs/s':>8} {'msgs/CPU-s':>10} {'p50 s':>6} {'p99 s':>6} "
-          f"{'peak RSS MB':>11}  notes")
+          f"{'RSS MB':>7} {'PSS MB':>7}  notes")
     summary: dict = {}
     cells = list(dict.fromkeys((r["cell"], r["concurrency"]) for r in results))
     for cell, conc in cells:
@@ -147,7 +147,7 @@ def report(results: list[dict]) -> dict:
                 notes.append(f"{r['log']['warnings']} log warnings")
             print(f"  {label:22} {name:8} {base.fmt(r.get('delivered_rate')):>8} {base.fmt(per_cpu):>10} "
                   f"{base.fmt(r.get('p50_delay_s'), '.2f'):>6} {base.fmt(r.get('p99_delay_s'), '.2f'):>6} "
-                  f"{base.fmt(r.get('peak_rss_mb')):>11}  {'; '.join(notes)}")
+                  f"{base.fmt(r.get('peak_rss_mb')):>7} {base.fmt(r.get('peak_pss_mb')):>7}  {'; '.join(notes)}")
         pe, pf = rows.get("postern"), rows.get("postfix")
         if pe and pf and not pe.get("error") and not pf.get("error"):
             ratios = {"throughput": base.ratio(pe["delivered_rate"], pf["delivered_rate"]),
