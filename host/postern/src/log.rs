@@ -68,11 +68,18 @@ pub fn emit(level: Level, service: &str, args: Arguments<'_>) {
         let line = format!(
             "{stamp} {} postern/{service}[{}]: {prefix}{text}\n",
             sink.host,
-            std::process::id()
+            pid()
         );
         let _ = sink.out.write_all(line.as_bytes());
         let _ = sink.out.flush();
     }
+}
+
+/// The process ID, read once: `std::process::id()` is a system call each time, and every log
+/// line shows it. (The daemon never forks after logging starts, so it cannot change.)
+fn pid() -> u32 {
+    static PID: OnceLock<u32> = OnceLock::new();
+    *PID.get_or_init(std::process::id)
 }
 
 /// `info!("smtpd", "{id}: client={name}[{addr}]")`
