@@ -145,3 +145,195 @@ fn relays_to_a_scripted_server_with_per_recipient_results() {
     assert!(seen.contains("EHLO mx.example.test\r\n"), "{seen}");
     assert!(seen.contains("\r\n..leading dot\r\nbye\r\n.\r\n"), "{seen}");
 }
+
+/// A one-session SMTP server on its own thread that offers STARTTLS when given a rustls
+/// configuration. Yields what it read before TLS and after.
+fn tls_peer(
+    listener: TcpListener,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+) -> std::thread::JoinHandle<(String, String)> {
+    std::thread::spawn(move || {
+        let (sock, _) = listener.accept().expect("accept");
+        sock.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut r = BufReader::new(sock);
+        let mut plain = String::new();
+        let mut secure = String::new();
+        r.get_mut()
+            .write_all(b"220 fake.test ESMTP\r\n")
+            .expect("greet");
+        if smtp_dialog(&mut r, &mut plain, tls.is_some()) {
+            if let Some(cfg) = tls {
+                let conn = rustls::ServerConnection::new(cfg).expect("server connection");
+                let mut r = BufReader::new(rustls::StreamOwned::new(conn, r.into_inner()));
+                smtp_dialog(&mut r, &mut secure, false);
+            }
+        }
+        (plain, secure)
+    })
+}
+
+/// Serves SMTP until QUIT or EOF; true when the client sent STARTTLS (and got its 220).
+fn smtp_dialog<S: std::io::Read + Write>(
+    r: &mut BufReader<S>,
+    seen: &mut String,
+    starttls: bool,
+) -> bool {
+    let mut in_data = false;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return false;
+        }
+        seen.push_str(&line);
+        if in_data {
+            if line == ".\r\n" {
+                in_data = false;
+                let _ = r.get_mut().write_all(b"250 2.0.0 Ok: queued as TLS1\r\n");
+            }
+            continue;
+        }
+        let reply: &[u8] = match line.get(..4).unwrap_or("") {
+            "EHLO" if starttls => b"250-fake.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n",
+            "EHLO" => b"250-fake.test\r\n250 PIPELINING\r\n",
+            "STAR" => {
+                let _ = r.get_mut().write_all(b"220 2.0.0 Ready to start TLS\r\n");
+                return true;
+            }
+            "MAIL" => b"250 2.1.0 Ok\r\n",
+            "RCPT" => b"250 2.1.5 Ok\r\n",
+            "DATA" => {
+                in_data = true;
+                b"354 go ahead\r\n"
+            }
+            "QUIT" => {
+                let _ = r.get_mut().write_all(b"221 Bye\r\n");
+                return false;
+            }
+            _ => b"502 5.5.2 what\r\n",
+        };
+        if r.get_mut().write_all(reply).is_err() {
+            return false;
+        }
+    }
+}
+
+/// A server certificate for 127.0.0.1 signed by a fresh CA, whose PEM is written to `ca_file`.
+fn tls_server_config(ca_file: &std::path::Path) -> std::sync::Arc<rustls::ServerConfig> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca = rcgen::CertificateParams::new(Vec::new()).expect("params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).expect("ca");
+    let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("leaf");
+    std::fs::write(ca_file, ca_cert.pem()).expect("write CA");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(leaf.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .expect("server config");
+    std::sync::Arc::new(cfg)
+}
+
+#[test]
+fn relays_over_starttls_and_logs_the_cipher() {
+    let dir = postern_tests::TempDir::new("tls-ca");
+    let ca_file = dir.path().join("ca.pem");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let peer = tls_peer(listener, Some(tls_server_config(&ca_file)));
+    let server = Server::start(&format!(
+        "relayhost = [127.0.0.1]:{port}\n\
+         smtp_tls_security_level = verify\n\
+         smtp_tls_CAfile = {}\n\
+         smtp_tls_loglevel = 1",
+        ca_file.display()
+    ));
+    submit(
+        &server,
+        "bob@remote.example",
+        "Subject: tls\r\n\r\nsecret\r\n",
+    );
+    let log = server.wait_for_log("status=sent", WAIT);
+    let (plain, secure) = peer.join().expect("peer");
+    assert_eq!(plain, "EHLO mx.example.test\r\nSTARTTLS\r\n");
+    assert!(secure.contains("MAIL FROM:<alice@example.org>") && secure.contains("secret\r\n"));
+    assert!(
+        log.contains(&format!(
+            "Verified TLS connection established to 127.0.0.1[127.0.0.1]:{port}: TLSv1.3 with \
+             cipher TLS_"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("status=sent (250 2.0.0 Ok: queued as TLS1) tls=TLSv1.3:TLS_"),
+        "{log}"
+    );
+}
+
+#[test]
+fn mandatory_tls_not_offered_defers() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let peer = tls_peer(listener, None);
+    let server = Server::start(&format!(
+        "relayhost = [127.0.0.1]:{port}\nsmtp_tls_security_level = encrypt"
+    ));
+    submit(
+        &server,
+        "bob@remote.example",
+        "Subject: must be tls\r\n\r\nx\r\n",
+    );
+    let log = server.wait_for_log("status=deferred", WAIT);
+    let (plain, _) = peer.join().expect("peer");
+    assert!(!plain.contains("MAIL FROM"), "{plain}");
+    assert!(
+        log.contains(
+            "dsn=4.7.4, status=deferred (TLS is required, but was not offered by host \
+             127.0.0.1[127.0.0.1])"
+        ),
+        "{log}"
+    );
+}
+
+#[test]
+fn fallback_relay_takes_mail_the_destination_refuses() {
+    let closed = free_port();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let peer = tls_peer(listener, None);
+    let server = Server::start(&format!(
+        "transport_maps = inline:{{ remote.example=smtp:[127.0.0.1]:{closed} }}\n\
+         smtp_fallback_relay = [127.0.0.1]:{port}\n\
+         smtp_tls_security_level = none"
+    ));
+    submit(
+        &server,
+        "bob@remote.example",
+        "Subject: fallback\r\n\r\nx\r\n",
+    );
+    let log = server.wait_for_log("status=sent", WAIT);
+    let (plain, _) = peer.join().expect("peer");
+    assert!(plain.contains("RCPT TO:<bob@remote.example>"), "{plain}");
+    assert!(
+        log.contains(&format!(
+            "connect to 127.0.0.1[127.0.0.1]:{closed}: Connection refused"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "to=<bob@remote.example>, relay=127.0.0.1[127.0.0.1]:{port}"
+        )) && log.contains("status=sent (250 2.0.0 Ok: queued as TLS1)"),
+        "{log}"
+    );
+}

@@ -26,9 +26,16 @@ pub struct EhloCaps {
     pub etrn: bool,
     /// RFC 3207 STARTTLS (offer only before TLS is active).
     pub starttls: bool,
-    /// RFC 4954 AUTH mechanisms, e.g. `["PLAIN", "LOGIN"]`; empty = no AUTH.
+    /// RFC 4954 AUTH mechanisms, e.g. `["PLAIN", "LOGIN"]`; empty = no AUTH. An entry equal to
+    /// [`AUTH_EQUALS`] is not a mechanism: it asks for the extra line of Postfix's
+    /// `broken_sasl_auth_clients`.
     pub auth: Vec<String>,
 }
+
+/// Put in [`EhloCaps::auth`] to also announce `AUTH=PLAIN LOGIN` after the `AUTH` line, for
+/// clients written to the pre-RFC 2554 draft (Outlook Express 4, old Microsoft Exchange), as
+/// Postfix does with `broken_sasl_auth_clients = yes`.
+pub const AUTH_EQUALS: &str = "AUTH=";
 
 /// Builds the 250 EHLO reply, e.g.
 ///
@@ -69,9 +76,14 @@ pub fn ehlo_reply(hostname: &str, caps: &EhloCaps) -> Reply {
         .auth
         .iter()
         .map(|m| m.trim())
-        .filter(|m| !m.is_empty())
+        .filter(|m| !m.is_empty() && *m != AUTH_EQUALS)
         .collect();
     add(!mechs.is_empty(), &format!("AUTH {}", mechs.join(" ")));
+    let equals = caps.auth.iter().any(|m| m == AUTH_EQUALS);
+    add(
+        equals && !mechs.is_empty(),
+        &format!("AUTH={}", mechs.join(" ")),
+    );
     add(caps.enhancedstatuscodes, "ENHANCEDSTATUSCODES");
     add(caps.eightbitmime, "8BITMIME");
     add(caps.dsn, "DSN");
@@ -126,6 +138,25 @@ mod tests {
         };
         let wire = ehlo_reply("mx", &caps).to_wire(false);
         assert!(!wire.contains("AUTH"), "{wire}");
+    }
+
+    #[test]
+    fn broken_auth_clients_get_the_auth_equals_line() {
+        let caps = EhloCaps {
+            auth: vec!["PLAIN".into(), "LOGIN".into(), AUTH_EQUALS.into()],
+            ..all()
+        };
+        let wire = ehlo_reply("mx", &caps).to_wire(false);
+        assert!(
+            wire.contains("250-AUTH PLAIN LOGIN\r\n250-AUTH=PLAIN LOGIN\r\n250-ENHANCED"),
+            "{wire}"
+        );
+        // The marker alone announces nothing.
+        let caps = EhloCaps {
+            auth: vec![AUTH_EQUALS.into()],
+            ..all()
+        };
+        assert!(!ehlo_reply("mx", &caps).to_wire(false).contains("AUTH"));
     }
 
     #[test]

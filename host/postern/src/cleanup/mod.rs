@@ -451,6 +451,12 @@ fn complete(
 }
 
 /// Postfix's `Received:` header (smtpd.c / pickup): `for <rcpt>` only with one recipient.
+///
+/// Between the `from` and `by` lines, as Postfix smtpd writes them: with
+/// `smtpd_tls_received_header = yes` and an encrypted session, `(using TLSv1.3 with cipher …
+/// (256/256 bits))` and `(No client certificate requested)` (Postern never asks for one); with
+/// `smtpd_sasl_authenticated_header = yes`, `(Authenticated sender: NAME)`. Both are off by
+/// default because they tell every recipient how and as whom the sender connected.
 fn received(cfg: &Config, env: &Envelope, protocol: &Protocol) -> String {
     let date = crate::time::rfc5322(env.arrival);
     let host = sanitize(&cfg.myhostname);
@@ -469,8 +475,32 @@ fn received(cfg: &Config, env: &Envelope, protocol: &Protocol) -> String {
                 addr.clone()
             };
             let from = if helo.is_empty() { name } else { helo };
+            let mut comments = String::new();
+            if let Some(tls) = protocol
+                .tls
+                .as_ref()
+                .filter(|_| cfg.smtpd_tls.received_header)
+            {
+                comments.push_str(&format!(
+                    "\t(using {} with cipher {} ({}/{} bits))\r\n\t(No client certificate requested)\r\n",
+                    sanitize(&tls.protocol),
+                    sanitize(&tls.cipher),
+                    tls.bits,
+                    tls.bits
+                ));
+            }
+            if let Some(login) = protocol
+                .login
+                .as_ref()
+                .filter(|_| cfg.sasl.authenticated_header)
+            {
+                comments.push_str(&format!(
+                    "\t(Authenticated sender: {})\r\n",
+                    sanitize(&login.username)
+                ));
+            }
             format!(
-                "Received: from {} ({} [{}])\r\n\tby {host} ({mail_name}) with {with} id {}{}\r\n",
+                "Received: from {} ({} [{}])\r\n{comments}\tby {host} ({mail_name}) with {with} id {}{}\r\n",
                 sanitize(from),
                 sanitize(name),
                 sanitize(&addr),

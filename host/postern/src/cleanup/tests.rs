@@ -329,3 +329,86 @@ fn lookup_errors_refuse_with_451() {
         other => panic!("{other:?}"),
     }
 }
+
+fn tls_summary() -> crate::tls::TlsSummary {
+    crate::tls::TlsSummary {
+        protocol: "TLSv1.3".into(),
+        cipher: "TLS_AES_256_GCM_SHA384".into(),
+        bits: 256,
+        sni: None,
+    }
+}
+
+/// The stored message text of one smtpd-style enqueue with `protocol`.
+fn received_with(cfg: &Config, protocol: Protocol) -> (Envelope, String) {
+    let spool = TempSpool::new("cleanup-tls");
+    let env = enqueue_with(
+        cfg,
+        &spool,
+        smtp_env(&["bob@localhost"]),
+        b"Subject: hi\r\n\r\nbody\r\n",
+        protocol,
+    )
+    .expect("enqueue");
+    let (loaded, body) = spool.load(QueueDir::Incoming, &env.id).expect("load");
+    (loaded, String::from_utf8(body).expect("utf8"))
+}
+
+#[test]
+fn tls_sessions_are_received_with_esmtps_and_the_cipher_only_when_asked() {
+    let protocol = Protocol {
+        esmtp: true,
+        tls: Some(tls_summary()),
+        login: None,
+    };
+    let (env, msg) = received_with(&config(&[]), protocol.clone());
+    let date = crate::time::rfc5322(env.arrival);
+    let plain = format!(
+        "Received: from client.example.org (unknown [192.0.2.1])\r\n\
+         \tby mx.example.test (Postern) with ESMTPS id {}\r\n\
+         \tfor <bob@localhost>; {date}\r\n",
+        env.id
+    );
+    assert!(msg.starts_with(&plain), "{msg}");
+
+    let cfg = config(&[("smtpd_tls_received_header", "yes")]);
+    let (env, msg) = received_with(&cfg, protocol);
+    let date = crate::time::rfc5322(env.arrival);
+    let expected = format!(
+        "Received: from client.example.org (unknown [192.0.2.1])\r\n\
+         \t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))\r\n\
+         \t(No client certificate requested)\r\n\
+         \tby mx.example.test (Postern) with ESMTPS id {}\r\n\
+         \tfor <bob@localhost>; {date}\r\n",
+        env.id
+    );
+    assert!(msg.starts_with(&expected), "{msg}");
+    // No TLS, no TLS comment, whatever the setting says.
+    let (_, msg) = received_with(&cfg, Protocol::ESMTP);
+    assert!(!msg.contains("(using "), "{msg}");
+}
+
+#[test]
+fn the_authenticated_sender_comment_follows_the_tls_comment_and_is_sanitized() {
+    let protocol = Protocol {
+        esmtp: true,
+        tls: Some(tls_summary()),
+        login: Some(crate::sasl::Login {
+            username: "alice(x)\r\nX-Evil: 1".into(),
+            method: "PLAIN".into(),
+        }),
+    };
+    let (_, msg) = received_with(&config(&[]), protocol.clone());
+    assert!(!msg.contains("Authenticated sender"), "{msg}");
+    assert!(msg.contains(" with ESMTPSA id "), "{msg}");
+
+    let cfg = config(&[
+        ("smtpd_tls_received_header", "yes"),
+        ("smtpd_sasl_authenticated_header", "yes"),
+    ]);
+    let (_, msg) = received_with(&cfg, protocol);
+    let want = "\t(No client certificate requested)\r\n\
+                \t(Authenticated sender: alice_x_??X-Evil: 1)\r\n\
+                \tby mx.example.test (Postern) with ESMTPSA id ";
+    assert!(msg.contains(want), "{msg}");
+}

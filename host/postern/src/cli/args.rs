@@ -40,6 +40,8 @@ pub enum Command {
     Alias(super::map::AliasCommand),
     /// `plugin list|check|test`.
     Plugin(super::plugin::PluginCommand),
+    /// `sasl hash`: an Argon2id hash for a passwd-file (docs/auth.md).
+    Sasl(super::sasl::SaslCommand),
     /// `newaliases` / `sendmail -bi`: build every table of `alias_database`.
     Newaliases,
     #[default]
@@ -163,6 +165,9 @@ Plugins:
   plugin list                     plugins.toml's bindings: roles, imports, grants, instances
   plugin check PATH.wasm          a component's roles, imports and requested grants
   plugin test PATH.wasm [VECTORS] run its test vectors (default PATH.tests.toml)
+
+SMTP AUTH:
+  sasl hash < PASSWORD            an Argon2id hash for smtpd_sasl_type = passwd-file
 
 Submission:
   sendmail [-t] [-i] [-f FROM] [-F NAME] [--] RCPT...
@@ -296,6 +301,7 @@ fn parse_command(word: &str, args: &[String]) -> Result<Command, UsageError> {
         "map" => super::map::parse_map(args).map(Command::Map),
         "alias" => super::map::parse_alias(args).map(Command::Alias),
         "plugin" => super::plugin::parse_plugin(args).map(Command::Plugin),
+        "sasl" => super::sasl::parse_sasl(args).map(Command::Sasl),
         other => Err(usage(format!(
             "unknown command \"{other}\" (commands: run start stop reload status check conf \
              queue map alias plugin sendmail; try: postern help)"

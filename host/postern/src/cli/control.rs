@@ -311,6 +311,7 @@ pub fn check(source: &ConfigSource, overrides: &[(String, String)]) -> CliResult
     let tables = super::check_tables::check_tables(cfg, &mut stdout.lock())
         .map_err(|e| CliError::new(exit::IOERR, e.into()))?;
     errors += tables.errors;
+    errors += check_tls(cfg, &loaded.listeners);
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     for l in &loaded.listeners {
@@ -335,6 +336,27 @@ pub fn check(source: &ConfigSource, overrides: &[(String, String)]) -> CliResult
         loaded.warnings.len() + tables.warnings
     );
     Ok(exit::OK)
+}
+
+/// Loads smtpd's certificates as each service would (main.cf, then every master.cf service with
+/// its `-o` overrides, each distinct problem once). The daemon survives a broken certificate by
+/// disabling TLS, which `check` must not let pass. Returns how many errors it printed.
+fn check_tls(cfg: &postern_config::Config, listeners: &[postern_config::Listener]) -> usize {
+    let services = std::iter::once(("main.cf", cfg))
+        .chain(listeners.iter().map(|l| (l.service.as_str(), &l.config)));
+    let mut seen = std::collections::HashSet::new();
+    for (service, c) in services {
+        if !crate::tls::server::wanted(&c.smtpd_tls) {
+            continue;
+        }
+        if let Err(e) = crate::tls::server::ServerTls::new(&c.smtpd_tls) {
+            let e = e.to_string();
+            if seen.insert(e.clone()) {
+                println!("error: {service}: cannot load TLS certificate: {e}");
+            }
+        }
+    }
+    seen.len()
 }
 
 /// Loads `$config_directory/plugins.toml` and compiles its components as the daemon would,

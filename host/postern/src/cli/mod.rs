@@ -22,6 +22,7 @@ mod map;
 mod plugin;
 mod queue;
 mod queue_admin;
+mod sasl;
 mod sendmail;
 mod sendmail_args;
 
@@ -291,6 +292,7 @@ fn dispatch(inv: Invocation) -> CliResult {
         }
         Command::Alias(cmd) => map::run_alias(&cmd),
         Command::Plugin(cmd) => plugin::run(&cmd, &load),
+        Command::Sasl(cmd) => sasl::run(&cmd),
     }
 }
 

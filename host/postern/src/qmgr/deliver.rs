@@ -71,7 +71,9 @@ pub(super) async fn process(shared: &Arc<Shared>, id: &QueueId, from: QueueDir) 
             };
             crate::info!(
                 route.transport.service(),
-                "{id}: to=<{}>, relay={}, delay={}, delays={}/{}/{}/{}, dsn={}, status={} ({})",
+                // ` tls=TLSv1.3:TLS_AES_256_GCM_SHA384` after the status when the smtp
+                // client's session was encrypted (docs/delivery.md).
+                "{id}: to=<{}>, relay={}, delay={}, delays={}/{}/{}/{}, dsn={}, status={} ({}){}",
                 rcpt.address,
                 outcome.relay,
                 crate::time::format_delay(micros(end.saturating_sub(arrival))),
@@ -81,7 +83,12 @@ pub(super) async fn process(shared: &Arc<Shared>, id: &QueueId, from: QueueDir) 
                 part(end.saturating_sub(start)),
                 outcome.status,
                 outcome.status_word(),
-                outcome.text
+                outcome.text,
+                outcome
+                    .tls
+                    .as_deref()
+                    .map(|t| format!(" tls={}:{}", t.protocol, t.cipher))
+                    .unwrap_or_default()
             );
             if let Some(new) = &outcome.queued {
                 let _ = shared.tx.send(Cmd::New(new.clone()));

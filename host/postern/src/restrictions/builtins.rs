@@ -146,10 +146,11 @@ pub fn is_fqdn(domain: &str, smtputf8: bool) -> bool {
 }
 
 /// The request attributes of SMTPD_POLICY_README (Postfix 3.x), in its order. Attributes
-/// Postern has no value for yet (TLS, SASL, server address) are sent empty, as Postfix does
-/// when they do not apply.
+/// Postern has no value for (client certificates, `sasl_sender` — MAIL FROM's AUTH= is not
+/// taken —, the server address) are sent empty, as Postfix does when they do not apply.
 pub fn policy_attributes(f: &Facts) -> Vec<(&'static str, String)> {
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    let tls = f.tls.as_ref();
     vec![
         ("request", "smtpd_access_policy".to_string()),
         ("protocol_state", f.command.to_string()),
@@ -166,7 +167,7 @@ pub fn policy_attributes(f: &Facts) -> Vec<(&'static str, String)> {
         ("client_name", f.client_name.clone()),
         ("reverse_client_name", f.reverse_client_name.clone()),
         ("instance", f.instance.clone()),
-        ("sasl_method", String::new()),
+        ("sasl_method", opt(&f.sasl_method)),
         ("sasl_username", opt(&f.sasl_username)),
         ("sasl_sender", String::new()),
         ("size", f.size.to_string()),
@@ -174,9 +175,15 @@ pub fn policy_attributes(f: &Facts) -> Vec<(&'static str, String)> {
         ("ccert_issuer", String::new()),
         ("ccert_fingerprint", String::new()),
         ("ccert_pubkey_fingerprint", String::new()),
-        ("encryption_protocol", String::new()),
-        ("encryption_cipher", String::new()),
-        ("encryption_keysize", "0".to_string()),
+        (
+            "encryption_protocol",
+            tls.map(|t| t.protocol.clone()).unwrap_or_default(),
+        ),
+        (
+            "encryption_cipher",
+            tls.map(|t| t.cipher.clone()).unwrap_or_default(),
+        ),
+        ("encryption_keysize", tls.map_or(0, |t| t.bits).to_string()),
         ("etrn_domain", String::new()),
         ("stress", String::new()),
         ("client_port", f.client_port.to_string()),

@@ -193,6 +193,13 @@ impl<'p> Eval<'p> {
                 return permit_if(p.is_mynetworks(f.client_addr));
             }
             Restriction::PermitSaslAuthenticated => return permit_if(f.sasl_username.is_some()),
+            Restriction::SenderLoginMismatch(check) => {
+                match super::login::sender_login_mismatch(p, f, *check) {
+                    Ok(reply) => reply,
+                    Err(d) => return d,
+                }
+            }
+            Restriction::RejectPlaintextSession => super::login::plaintext_session(f),
             Restriction::RejectUnauthDestination | Restriction::DeferUnauthDestination => {
                 let defer = *r == Restriction::DeferUnauthDestination;
                 match builtins::unauth_destination(p, f, defer) {

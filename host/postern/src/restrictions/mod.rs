@@ -9,7 +9,8 @@
 //! ([`Facts`]) and gives a [`Verdict`]: the [`Decision`], the side effects for cleanup
 //! ([`Actions`]: PREPEND, HOLD, DISCARD, …) and [`Note`]s for smtpd to log. access(5) action
 //! texts (from tables and from policy services, `policy.rs`) are parsed in `action.rs`;
-//! the built-in checks live in `builtins.rs`, RCPT-time address validation in `recipient.rs`.
+//! the built-in checks live in `builtins.rs`, RCPT-time address validation in `recipient.rs`,
+//! the checks on the SASL login and the session's encryption in `login.rs`.
 //!
 //! Evaluation follows Postfix: elements run in order, the first permit (`OK`) ends that list,
 //! the first refusal ends everything, `DUNNO` goes on; the end of a list is `DUNNO`. With
@@ -25,6 +26,7 @@ mod builtins;
 mod dnsbl;
 mod eval;
 mod facts;
+mod login;
 pub mod policy;
 mod recipient;
 mod script;
@@ -46,6 +48,7 @@ pub use crate::cleanup::Actions;
 pub use action::{parse_action, Action};
 pub use dnsbl::DnsList;
 pub use facts::{Facts, Note, Stage, Verdict};
+pub use login::LoginCheck;
 pub use recipient::{AddrClass, RecipientMaps};
 pub use tables::{access_tables, plugin_references, policy_scripts, regroup};
 
@@ -60,8 +63,13 @@ pub enum Restriction {
     /// `warn_if_reject`: the next element's refusal is only logged (`reject_warning`).
     WarnIfReject,
     PermitMynetworks,
-    /// `permit_sasl_authenticated`: never matches until AUTH exists.
+    /// `permit_sasl_authenticated`: the client logged in with AUTH.
     PermitSaslAuthenticated,
+    /// `reject_sender_login_mismatch` and its three variants (`smtpd_sender_login_maps`):
+    /// `553 5.7.1 <sender>: Sender address rejected: not owned by user NAME` / `not logged in`.
+    SenderLoginMismatch(LoginCheck),
+    /// `reject_plaintext_session`: `450 4.7.1 Session encryption is required`.
+    RejectPlaintextSession,
     /// `reject_unauth_destination`: `554 5.7.1 <rcpt>: Relay access denied`.
     RejectUnauthDestination,
     /// `defer_unauth_destination`: `454 4.7.1 <rcpt>: Relay access denied`.
@@ -128,6 +136,26 @@ pub const BUILTINS: &[(&str, Restriction)] = &[
     (
         "permit_sasl_authenticated",
         Restriction::PermitSaslAuthenticated,
+    ),
+    (
+        "reject_sender_login_mismatch",
+        Restriction::SenderLoginMismatch(LoginCheck::Any),
+    ),
+    (
+        "reject_authenticated_sender_login_mismatch",
+        Restriction::SenderLoginMismatch(LoginCheck::Authenticated),
+    ),
+    (
+        "reject_known_sender_login_mismatch",
+        Restriction::SenderLoginMismatch(LoginCheck::Known),
+    ),
+    (
+        "reject_unauthenticated_sender_login_mismatch",
+        Restriction::SenderLoginMismatch(LoginCheck::Unauthenticated),
+    ),
+    (
+        "reject_plaintext_session",
+        Restriction::RejectPlaintextSession,
     ),
     (
         "reject_unauth_destination",
@@ -339,6 +367,8 @@ pub struct Policy {
     relay_guard: bool,
     mynetworks: Vec<Cidr>,
     maps: RecipientMaps,
+    /// `smtpd_sender_login_maps`.
+    logins: login::LoginMaps,
     codes: Codes,
     parents: ParentStyle,
     null_key: String,
@@ -385,6 +415,7 @@ impl Policy {
             relay_guard,
             mynetworks: cfg.mynetworks.clone(),
             maps: RecipientMaps::new(cfg),
+            logins: login::LoginMaps::new(cfg),
             codes: Codes {
                 reject: cfg.reject_code,
                 defer: cfg.defer_code,
@@ -429,7 +460,7 @@ impl Policy {
     /// True when a table the lists or recipient validation use changed on disk: smtpd then
     /// builds a new policy for new sessions (running sessions keep theirs).
     pub fn is_stale(&self) -> bool {
-        self.tables.is_stale() || self.maps.is_stale()
+        self.tables.is_stale() || self.maps.is_stale() || self.logins.is_stale()
     }
 
     /// The plugins of the configuration epoch this policy was built in.

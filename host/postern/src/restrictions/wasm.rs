@@ -11,7 +11,7 @@ use postern_config::Config;
 use postern_proto::Reply;
 use postern_runtime::{
     Action, ClientInfo, Decision as PluginDecision, OnError, PolicyRequest, Protocol, ServerInfo,
-    Stage as PluginStage, Verdict,
+    Stage as PluginStage, TlsInfo, Verdict,
 };
 
 use super::eval::{server_error, Eval};
@@ -114,9 +114,22 @@ pub(crate) fn client_info(f: &Facts) -> ClientInfo {
         } else {
             Protocol::Smtp
         },
-        tls: None,
-        sasl_method: None,
+        tls: f.tls.as_ref().map(tls_info),
+        sasl_method: f.sasl_method.clone(),
         sasl_username: f.sasl_username.clone(),
+    }
+}
+
+/// The session's TLS as plugins see it (no client certificates are asked for).
+fn tls_info(t: &crate::tls::TlsSummary) -> TlsInfo {
+    TlsInfo {
+        version: t.protocol.clone(),
+        cipher: t.cipher.clone(),
+        cipher_bits: t.bits,
+        sni: t.sni.clone(),
+        peer_subject: None,
+        peer_issuer: None,
+        peer_fingerprint: None,
     }
 }
 
@@ -135,8 +148,8 @@ fn request(f: &Facts, cfg: &Config) -> PolicyRequest {
             } else {
                 Protocol::Smtp
             },
-            tls: None,
-            sasl_method: None,
+            tls: f.tls.as_ref().map(tls_info),
+            sasl_method: f.sasl_method.clone(),
             sasl_username: f.sasl_username.clone(),
         },
         // The listener address is not among the facts yet (Postfix sends it empty too).

@@ -8,8 +8,14 @@
 //! grows past [`FLUSH_THRESHOLD`], or explicitly (the `354` to DATA, the end of the session).
 //! Bytes read past the end of a command or of message data stay in the buffer for the next
 //! command, so nothing a pipelining client sent is lost.
+//!
+//! The stream is a [`Transport`]: the connection as accepted, or the same connection inside TLS
+//! after STARTTLS or a wrapper-mode handshake ([`SmtpIo::start_tls`]). The plaintext path costs
+//! one enum match per read or write of up to [`READ_CHUNK`] bytes.
 
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use postern_proto::line::{skip_line, LineError, LineReader};
@@ -52,8 +58,68 @@ pub enum Line {
     BareNewline,
 }
 
+/// The session's connection: as accepted, or upgraded to TLS in place.
+pub enum Transport<S> {
+    Plain(S),
+    /// Boxed: a TLS connection state is large, and most sessions never use it.
+    Tls(Box<tokio_rustls::server::TlsStream<S>>),
+    /// After a failed handshake consumed the stream: every operation fails.
+    Closed,
+}
+
+fn closed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "connection closed after a failed TLS handshake",
+    )
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Transport<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(t) => Pin::new(t.as_mut()).poll_read(cx, buf),
+            Transport::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Transport<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Tls(t) => Pin::new(t.as_mut()).poll_write(cx, buf),
+            Transport::Closed => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(t) => Pin::new(t.as_mut()).poll_flush(cx),
+            Transport::Closed => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(t) => Pin::new(t.as_mut()).poll_shutdown(cx),
+            Transport::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
 pub struct SmtpIo<S> {
-    stream: S,
+    stream: Transport<S>,
     input: Vec<u8>,
     /// Unconsumed input is `input[start..]`.
     start: usize,
@@ -65,7 +131,7 @@ pub struct SmtpIo<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> SmtpIo<S> {
     pub fn new(stream: S, timeout: Duration, shutdown: Option<watch::Receiver<bool>>) -> Self {
         SmtpIo {
-            stream,
+            stream: Transport::Plain(stream),
             input: Vec::with_capacity(READ_CHUNK),
             start: 0,
             output: Vec::with_capacity(1024),
@@ -186,6 +252,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpIo<S> {
             size -= n as u64;
         }
         Ok(())
+    }
+
+    /// Drops all input received but not yet used, returning it (RFC 3207 §4.2 / CVE-2011-0411:
+    /// commands a client pipelined after STARTTLS must never run inside the TLS session).
+    pub fn discard_input(&mut self) -> Vec<u8> {
+        let rest = self.pending().to_vec();
+        self.input.clear();
+        self.start = 0;
+        rest
+    }
+
+    /// Runs the server side of a TLS handshake on the connection within `timeout`, and from then
+    /// on reads and writes through it. Queued replies are written first and unused input is
+    /// dropped (see [`SmtpIo::discard_input`]). On failure the connection is unusable and the
+    /// reason is returned for the log.
+    pub async fn start_tls(
+        &mut self,
+        acceptor: &tokio_rustls::TlsAcceptor,
+        timeout: Duration,
+    ) -> Result<crate::tls::TlsSummary, String> {
+        if self.flush().await.is_err() {
+            return Err("lost connection before the handshake".to_string());
+        }
+        self.discard_input();
+        let plain = match std::mem::replace(&mut self.stream, Transport::Closed) {
+            Transport::Plain(s) => s,
+            other => {
+                self.stream = other;
+                return Err("TLS is already active".to_string());
+            }
+        };
+        match tokio::time::timeout(timeout, acceptor.accept(plain)).await {
+            Ok(Ok(tls)) => {
+                let summary = crate::tls::server::summary(tls.get_ref().1);
+                self.stream = Transport::Tls(Box::new(tls));
+                Ok(summary)
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timeout".to_string()),
+        }
     }
 
     /// Best-effort flush and close at the end of a session.

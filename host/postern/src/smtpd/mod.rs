@@ -52,17 +52,27 @@ pub use session::{ClientInfo, Session, SessionContext, JUNK_COMMAND_LIMIT};
 use crate::qmgr::QmgrHandle;
 use crate::queue::Spool;
 use crate::restrictions::Policy;
+use crate::tls::server::ServerTls;
 
 /// One configuration epoch as smtpd uses it: the config and what is derived from it once
-/// (the parsed restriction lists). Sessions hold an `Arc` of the epoch they started in.
+/// (the parsed restriction lists, the TLS certificates). Sessions hold an `Arc` of the epoch
+/// they started in.
 #[derive(Debug)]
 pub struct Settings {
     pub config: Arc<Config>,
     pub policy: Policy,
+    /// The certificates for STARTTLS and wrapper mode, loaded when TLS is wanted. `None` when
+    /// TLS is off, or when loading failed: then STARTTLS is not offered (`454` when
+    /// `smtpd_tls_security_level = encrypt`), and wrapper-mode connections are dropped, as
+    /// Postfix does after `disabling TLS support`.
+    pub tls: Option<ServerTls>,
+    /// The AUTH back end of this epoch (`smtpd_sasl_*`), when AUTH is enabled.
+    pub sasl: crate::sasl::Sasl,
 }
 
 impl Settings {
     pub fn new(config: Arc<Config>) -> Arc<Settings> {
+        let tls = tls_settings(&config);
         let policy = Policy::new(&config);
         if !policy.has_relay_guard() {
             crate::warn!(
@@ -72,7 +82,35 @@ impl Settings {
                  recipient will be refused with 451 4.3.5 to avoid an open relay"
             );
         }
-        Arc::new(Settings { config, policy })
+        let sasl = crate::sasl::Sasl::new(&config);
+        Arc::new(Settings {
+            config,
+            policy,
+            sasl,
+            tls,
+        })
+    }
+
+    /// A table this epoch uses changed on disk: new sessions should get a fresh epoch.
+    fn is_stale(&self) -> bool {
+        self.policy.is_stale() || self.tls.as_ref().is_some_and(ServerTls::is_stale)
+    }
+}
+
+/// Loads smtpd's certificates when the configuration asks for TLS (see [`Settings::tls`]).
+fn tls_settings(config: &Config) -> Option<ServerTls> {
+    if !crate::tls::server::wanted(&config.smtpd_tls) {
+        return None;
+    }
+    match ServerTls::new(&config.smtpd_tls) {
+        Ok(tls) => Some(tls),
+        Err(e) => {
+            crate::warn!(
+                "smtpd",
+                "cannot load TLS certificate: {e}: disabling TLS support"
+            );
+            None
+        }
     }
 }
 
@@ -166,7 +204,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         // Tables changed on disk (`postern map build`): new sessions see the new contents.
-        if settings.policy.is_stale() {
+        if settings.is_stale() {
             crate::info!("smtpd", "lookup table has changed -- reloading");
             settings = Settings::new(settings.config.clone());
         }

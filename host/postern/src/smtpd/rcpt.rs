@@ -32,7 +32,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.log_reject("RCPT", &r, Some(&to));
             return self.refused(r).await;
         }
-        let namaddr = self.ctx.client.namaddr();
+        let mut namaddr = self.ctx.client.namaddr();
+        // Postfix adds the login to the queue-ID line of an authenticated session.
+        if let Some(login) = &self.proto.login {
+            namaddr.push_str(&format!(
+                ", sasl_method={}, sasl_username={}",
+                login.method, login.username
+            ));
+        }
         let Some(txn) = self.txn.as_mut() else {
             return self
                 .fail(Reply::new(503, "5.5.1", "Error: need MAIL command"))

@@ -225,6 +225,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.ctx.client.reverse_name = reverse;
         }
         crate::info!("smtpd", "connect from {}", self.ctx.client.namaddr());
+        if !self.wrapper_handshake().await {
+            self.finish(Ending::Lost).await;
+            return;
+        }
         let mut banner = Reply::new(220, "", self.cfg().smtpd_banner.clone());
         // smtpd_delay_reject = no: the client restrictions run now; a refusal replaces the
         // greeting (RFC 5321 §3.1 allows a 554 greeting) and later commands get 503.
@@ -250,6 +254,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// it like any other session.
     pub async fn refuse(mut self, reply: Reply) {
         crate::info!("smtpd", "connect from {}", self.ctx.client.namaddr());
+        // A wrapper-mode client understands nothing outside TLS.
+        if !self.wrapper_handshake().await {
+            self.finish(Ending::Lost).await;
+            return;
+        }
         self.io.queue(&reply, true);
         self.finish(Ending::Closed).await;
     }
@@ -316,6 +325,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "5.7.0",
                 format!("Error: access denied for {}", self.ctx.client.namaddr()),
             );
+            return self.fail(r).await;
+        }
+        if let Some(r) = self.tls_required(verb) {
+            self.proto.stats.count(verb, false);
             return self.fail(r).await;
         }
         if verb == "rcpt" {

@@ -5,6 +5,9 @@
 //!   configuration epoch, so `postern reload` picks up renewed certificates.
 //! - `client.rs`: the client side (`smtp_tls_*`, policy maps, verification).
 
+pub mod client;
+pub mod server;
+
 /// What a finished TLS handshake established, for logs, `Received:` and policy requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsSummary {

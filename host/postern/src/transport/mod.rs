@@ -1,15 +1,15 @@
 //! Delivery agents and routing (Postfix `trivial-rewrite` resolve + `local`, `discard`, `error`).
 //!
-//! The queue manager asks [`resolve`] which [`Transport`] and next hop serve each recipient, groups
+//! The queue manager asks [`resolve()`] which [`Transport`] and next hop serve each recipient, groups
 //! recipients into [`Job`]s and hands every job to [`deliver`], which answers one [`Outcome`] per
 //! recipient. Transports never touch the queue: recording results, retrying and bouncing are the
 //! queue manager's job (as in Postfix, where delivery agents only report to qmgr).
 //!
 //! Delivery agents present in this version: [`Transport::Local`] (aliases, Maildir, files and
 //! commands), [`Transport::Virtual`] (Maildir for `virtual_mailbox_domains`),
-//! [`Transport::Discard`], [`Transport::Error`] and [`Transport::Smtp`] (remote delivery over
-//! SMTP, also for `relay`; see [`smtp`]). LMTP is not implemented yet: such recipients are
-//! deferred with `4.3.0` so that the mail stays queued instead of being lost.
+//! [`Transport::Discard`], [`Transport::Error`], [`Transport::Smtp`] (remote delivery over
+//! SMTP, also for `relay`; see [`smtp`]) and [`Transport::Lmtp`] (LMTP to a mailbox server
+//! such as Dovecot; see [`smtp::lmtp`]).
 
 use std::sync::Arc;
 
@@ -49,7 +49,7 @@ pub enum Transport {
     Error,
     /// smtp(8) (also the `relay` service): remote delivery over SMTP.
     Smtp,
-    /// lmtp(8): delivery to an LMTP server such as Dovecot. Not in this version.
+    /// lmtp(8): delivery to an LMTP server such as Dovecot (see [`smtp::lmtp`]).
     Lmtp,
     /// `wasm:NAME`: a transport-role plugin bound in plugins.toml.
     Wasm(String),
@@ -97,7 +97,8 @@ impl Transport {
             Transport::Error => "error",
             Transport::Wasm(_) => "wasm",
             Transport::Smtp => "smtp",
-            Transport::Lmtp | Transport::Unknown(_) => "qmgr",
+            Transport::Lmtp => "lmtp",
+            Transport::Unknown(_) => "qmgr",
         }
     }
 
@@ -138,6 +139,9 @@ pub struct Outcome {
     /// A message this delivery queued (local(8) forwarding an alias to other addresses): the
     /// queue manager schedules it.
     pub queued: Option<crate::queue::QueueId>,
+    /// What TLS the smtp client's session ran over, if any; the delivery log line shows it as
+    /// `tls=TLSv1.3:TLS_AES_256_GCM_SHA384`. Boxed behind an `Arc` to keep `Outcome` small.
+    pub tls: Option<Arc<crate::tls::TlsSummary>>,
 }
 
 impl Outcome {
@@ -163,6 +167,7 @@ impl Outcome {
             relay: relay.to_string(),
             diagnostic: None,
             queued: None,
+            tls: None,
         }
     }
 
@@ -283,7 +288,12 @@ pub async fn deliver(cfg: Arc<Config>, job: &Job, slot: DestinationSlot) -> Vec<
             drop(slot);
             outcomes
         }
-        Transport::Lmtp | Transport::Unknown(_) => {
+        Transport::Lmtp => {
+            let outcomes = smtp::lmtp::deliver(cfg, job).await;
+            drop(slot);
+            outcomes
+        }
+        Transport::Unknown(_) => {
             let outcome = unavailable(&job.route.transport);
             vec![outcome; job.rcpts.len()]
         }
@@ -294,9 +304,6 @@ pub async fn deliver(cfg: Arc<Config>, job: &Job, slot: DestinationSlot) -> Vec<
 /// (and it expires normally after `maximal_queue_lifetime`); the text says exactly why.
 fn unavailable(t: &Transport) -> Outcome {
     let text = match t {
-        Transport::Lmtp => "mail transport unavailable: transport lmtp is not available in this \
-                            version of Postern"
-            .to_string(),
         Transport::Unknown(name) => format!(
             "mail transport unavailable: unknown transport \"{name}\" (check default_transport, \
              local_transport and relayhost)"
@@ -324,12 +331,10 @@ mod tests {
 
     #[test]
     fn unavailable_transports_defer_and_say_why() {
-        let o = unavailable(&Transport::Lmtp);
+        let o = unavailable(&Transport::Unknown("uucp".into()));
         assert!(o.is_deferred());
         assert_eq!(o.status.to_string(), "4.3.0");
-        assert!(o
-            .text
-            .contains("transport lmtp is not available in this version of Postern"));
+        assert!(o.text.contains("unknown transport \"uucp\""), "{}", o.text);
         assert_eq!(o.status_word(), "deferred");
     }
 }

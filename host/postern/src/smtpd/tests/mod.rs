@@ -1,10 +1,12 @@
 //! Scripted dialogs against [`super::Session`] over in-memory streams, and against
 //! [`super::serve`] over loopback TCP.
 
+mod auth;
 mod commands;
 mod content;
 mod restrictions;
 mod serve;
+mod tls;
 
 use super::testkit::{config, Dialog, TempSpool};
 

@@ -1,31 +1,49 @@
-//! One SMTP client session with one server (Postfix smtp_proto.c): greeting, EHLO (HELO when
-//! EHLO is refused), MAIL FROM, RCPT TO per recipient, DATA, QUIT — every step bounded by its
-//! `smtp_*_timeout`. With PIPELINING (RFC 2920) MAIL, the RCPTs and DATA go out in one write.
+//! One SMTP or LMTP client session with one server (Postfix smtp_proto.c): greeting, EHLO
+//! (HELO when EHLO is refused) or LHLO, STARTTLS and EHLO again (see `starttls.rs`), MAIL
+//! FROM, RCPT TO per recipient, DATA, QUIT — every step bounded by its time limit. With
+//! PIPELINING (RFC 2920) MAIL, the RCPTs and DATA go out in one write.
+//!
+//! SMTP and LMTP differ in two places only ([`Dialect`]): the greeting command (LHLO, no HELO
+//! fallback), and what follows the final dot — one reply for the message in SMTP, one reply
+//! per accepted recipient, in RCPT order, in LMTP (RFC 2033 §4.2).
 //!
 //! Results are values: [`Attempt::Next`] says "this server could not be used, try the next
 //! one" (connection failure, a greeting that is not 220, a conversation that broke down before
-//! MAIL FROM); [`Attempt::Done`] carries one [`Outcome`] per recipient.
+//! MAIL FROM, mandatory TLS that could not be had); [`Attempt::Done`] carries one [`Outcome`]
+//! per recipient.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postern_config::Config;
 use postern_proto::params::{Body, MailParams, RcptParams, Ret};
 use postern_proto::EnhancedCode;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+use super::cache::{self, Idle};
+use super::policy::Tls;
+use super::stream::{Stream, Upgrade};
 use super::wire::{self, Caps, Reply, MAX_REPLY_LINE, MAX_REPLY_LINES};
 use crate::queue::Recipient;
-use crate::transport::Outcome;
+use crate::transport::{Job, Outcome};
 
 /// Content is written in pieces of this size, each under `smtp_data_xfer_timeout`.
 const XFER_CHUNK: usize = 64 * 1024;
 
-/// The per-stage time limits and the EHLO name, taken from the configuration once per job.
+/// SMTP or LMTP: the two differences between them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Smtp,
+    Lmtp,
+}
+
+/// The per-stage time limits, the EHLO name and the TLS plan, taken from the configuration
+/// once per job.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    pub dialect: Dialect,
     pub helo_name: String,
     pub connect: Duration,
     pub helo: Duration,
@@ -35,6 +53,10 @@ pub struct Settings {
     pub data_xfer: Duration,
     pub data_done: Duration,
     pub quit: Duration,
+    /// STARTTLS and certificate checks for this next hop (SMTP only).
+    pub tls: Tls,
+    /// Keep the connection for the next delivery to this next hop instead of QUIT.
+    pub cache: Option<cache::Policy>,
 }
 
 impl Settings {
@@ -45,6 +67,7 @@ impl Settings {
             cfg.smtp_helo_name.trim().to_string()
         };
         Settings {
+            dialect: Dialect::Smtp,
             helo_name,
             connect: cfg.smtp_connect_timeout,
             helo: cfg.smtp_helo_timeout,
@@ -54,6 +77,8 @@ impl Settings {
             data_xfer: cfg.smtp_data_xfer_timeout,
             data_done: cfg.smtp_data_done_timeout,
             quit: cfg.smtp_quit_timeout,
+            tls: Tls::default(),
+            cache: None,
         }
     }
 }
@@ -72,6 +97,36 @@ pub struct Message<'a> {
     pub envid: Option<&'a str>,
 }
 
+impl<'a> Message<'a> {
+    /// The message of `job`, for the recipients at `rcpts` (indices into the envelope's list).
+    /// `Err` when an index names no recipient (never expected): the caller defers.
+    pub fn of_job(job: &'a Job, rcpts: &[usize]) -> Result<Message<'a>, Outcome> {
+        let mut list = Vec::with_capacity(rcpts.len());
+        for &i in rcpts {
+            match job.env.recipients.get(i) {
+                Some(r) => list.push(r),
+                None => {
+                    return Err(Outcome::defer(
+                        EnhancedCode::new(4, 3, 0),
+                        "none",
+                        "internal error: no such recipient",
+                    ))
+                }
+            }
+        }
+        Ok(Message {
+            queue_id: job.env.id.to_string(),
+            sender: &job.env.sender,
+            rcpts: list,
+            content: &job.content,
+            body: job.env.body,
+            smtputf8: job.env.smtputf8,
+            ret: job.env.ret,
+            envid: job.env.envid.as_deref(),
+        })
+    }
+}
+
 /// The result of trying one server.
 #[derive(Debug)]
 pub enum Attempt {
@@ -79,10 +134,13 @@ pub enum Attempt {
     Done(Vec<Outcome>),
     /// The server was not usable; the outcome is what the recipients get if no server is.
     Next(Outcome),
+    /// The TLS handshake failed at level `may`: [`attempt`] connects again without TLS, as
+    /// Postfix does. The text says why, for the warning.
+    Plaintext(String),
 }
 
 /// Why a conversation stopped without a reply to act on.
-enum Broken {
+pub(super) enum Broken {
     Timeout(&'static str),
     Lost(&'static str),
     Garbage(&'static str),
@@ -90,12 +148,75 @@ enum Broken {
     NoRecipients,
 }
 
-/// Connects to `addr` (reported as `name[addr]:port`) and delivers `msg`.
+/// Connects to `addr` (reported as `name[addr]:port`) and delivers `msg`. When a TLS
+/// handshake fails at level `may`, the same address is tried again in plaintext.
 pub async fn attempt(
     settings: &Settings,
     name: &str,
     addr: SocketAddr,
     msg: &Message<'_>,
+) -> Attempt {
+    match attempt_once(settings, name, addr, msg, true).await {
+        Attempt::Plaintext(why) => {
+            crate::warn!(
+                "smtp",
+                "{}: TLS handshake failed with {name}[{}]:{}: {why}; trying plaintext",
+                msg.queue_id,
+                addr.ip(),
+                addr.port()
+            );
+            match attempt_once(settings, name, addr, msg, false).await {
+                Attempt::Plaintext(why) => Attempt::Next(defer(4, 7, 5, "none", why)),
+                a => a,
+            }
+        }
+        a => a,
+    }
+}
+
+/// Delivers `msg` over a cached connection. `None` when the connection turned out to be
+/// closed before the server answered MAIL FROM (nothing was accepted): the caller connects
+/// anew.
+pub async fn reuse(settings: &Settings, idle: Idle, msg: &Message<'_>) -> Option<Vec<Outcome>> {
+    let mut session = Session {
+        io: Some(idle.io),
+        settings,
+        host: idle.host,
+        peer: idle.peer,
+        relay: idle.relay,
+        use_tls: false,
+        tls: idle.tls,
+        born: idle.born,
+        uses: idle.uses,
+        clean: false,
+        mail_answered: false,
+    };
+    let caps = idle.caps;
+    let fits = caps
+        .size
+        .is_none_or(|l| l == 0 || msg.content.len() as u64 <= l);
+    if !fits || (msg.smtputf8 && !caps.smtputf8) {
+        // The full checks and their bounces are the fresh connection's job.
+        session.quit().await;
+        return None;
+    }
+    let mut outcomes = session.transaction(msg, &caps).await;
+    if !session.mail_answered {
+        return None;
+    }
+    if let Some(tls) = &session.tls {
+        outcomes.iter_mut().for_each(|o| o.tls = Some(tls.clone()));
+    }
+    session.done(caps).await;
+    Some(outcomes)
+}
+
+async fn attempt_once(
+    settings: &Settings,
+    name: &str,
+    addr: SocketAddr,
+    msg: &Message<'_>,
+    use_tls: bool,
 ) -> Attempt {
     let peer = format!("{name}[{}]", addr.ip());
     let relay = format!("{peer}:{}", addr.port());
@@ -121,11 +242,14 @@ pub async fn attempt(
         }
     };
     let _ = stream.set_nodelay(true);
-    Session::new(stream, settings, peer, relay).run(msg).await
+    let mut session = Session::new(Stream::Tcp(stream), settings, peer, relay);
+    session.host = name.to_string();
+    session.use_tls = use_tls;
+    session.run(msg).await
 }
 
 /// Postfix's wording for the common connect errors.
-fn io_text(e: &std::io::Error) -> String {
+pub(super) fn io_text(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::ConnectionRefused => "Connection refused".into(),
         std::io::ErrorKind::TimedOut => "Connection timed out".into(),
@@ -133,31 +257,67 @@ fn io_text(e: &std::io::Error) -> String {
     }
 }
 
-fn defer(class: u8, subject: u16, detail: u16, relay: &str, text: String) -> Outcome {
+pub(super) fn defer(class: u8, subject: u16, detail: u16, relay: &str, text: String) -> Outcome {
     Outcome::defer(EnhancedCode::new(class, subject, detail), relay, text)
 }
 
 /// A session over any byte stream, so tests can drive it with a scripted peer.
 pub struct Session<'s, S> {
-    io: BufReader<S>,
-    settings: &'s Settings,
+    /// Empty only while STARTTLS swaps the stream (and for good when the handshake failed).
+    pub(super) io: Option<BufReader<S>>,
+    pub(super) settings: &'s Settings,
+    /// The server's name as the next hop gave it (MX host), for certificate names.
+    pub(super) host: String,
     /// `name[addr]`, for texts.
-    peer: String,
+    pub(super) peer: String,
     /// `name[addr]:port`, the log's `relay=`.
-    relay: String,
+    pub(super) relay: String,
+    /// Whether STARTTLS may be tried (false on the plaintext retry).
+    pub(super) use_tls: bool,
+    /// What TLS established, once it is up, for every outcome of the session.
+    pub(super) tls: Option<std::sync::Arc<crate::tls::TlsSummary>>,
+    /// When the connection was made and how many transactions it carried (connection cache).
+    born: Instant,
+    uses: u32,
+    /// The server answered the final dot: no transaction is open, the session may be reused.
+    clean: bool,
+    /// The server answered MAIL FROM: from here on a broken reused connection is a delivery
+    /// problem, not a stale cache entry.
+    mail_answered: bool,
 }
 
-impl<'s, S: AsyncRead + AsyncWrite + Unpin> Session<'s, S> {
+impl<'s, S: Upgrade> Session<'s, S> {
     pub fn new(stream: S, settings: &'s Settings, peer: String, relay: String) -> Self {
         Session {
-            io: BufReader::new(stream),
+            io: Some(BufReader::new(stream)),
             settings,
+            host: String::new(),
             peer,
             relay,
+            use_tls: true,
+            tls: None,
+            born: Instant::now(),
+            uses: 0,
+            clean: false,
+            mail_answered: false,
         }
     }
 
     pub async fn run(mut self, msg: &Message<'_>) -> Attempt {
+        let mut a = self.conversation(msg).await;
+        if let Some(tls) = &self.tls {
+            match &mut a {
+                Attempt::Done(outcomes) => {
+                    outcomes.iter_mut().for_each(|o| o.tls = Some(tls.clone()))
+                }
+                Attempt::Next(o) => o.tls = Some(tls.clone()),
+                Attempt::Plaintext(_) => {}
+            }
+        }
+        a
+    }
+
+    async fn conversation(&mut self, msg: &Message<'_>) -> Attempt {
         let n = msg.rcpts.len();
         let s = self.settings;
         let greeting = match self
@@ -172,18 +332,19 @@ impl<'s, S: AsyncRead + AsyncWrite + Unpin> Session<'s, S> {
             self.quit().await;
             return Attempt::Next(o);
         }
-        let helo = format!("EHLO {}\r\n", s.helo_name);
-        let mut reply = match self
-            .command(&helo, s.helo, "performing the EHLO handshake")
-            .await
-        {
+        let (verb, stage) = match s.dialect {
+            Dialect::Smtp => ("EHLO", "performing the EHLO handshake"),
+            Dialect::Lmtp => ("LHLO", "performing the LHLO handshake"),
+        };
+        let helo = format!("{verb} {}\r\n", s.helo_name);
+        let mut reply = match self.command(&helo, s.helo, stage).await {
             Ok(r) => r,
             Err(b) => return Attempt::Next(self.broken(b)),
         };
         let mut caps = Caps::default();
         if reply.code / 100 == 2 {
             caps = Caps::parse(&reply);
-        } else if reply.code / 100 == 5 {
+        } else if reply.code / 100 == 5 && s.dialect == Dialect::Smtp {
             // RFC 5321 §4.1.4: a server without ESMTP refuses EHLO; HELO is the fallback.
             let helo = format!("HELO {}\r\n", s.helo_name);
             reply = match self
@@ -195,9 +356,15 @@ impl<'s, S: AsyncRead + AsyncWrite + Unpin> Session<'s, S> {
             };
         }
         if reply.code / 100 != 2 {
-            let o = self.said(&reply, "EHLO");
+            let o = self.said(&reply, verb);
             self.quit().await;
             return Attempt::Done(vec![o; n]);
+        }
+        if self.use_tls && s.tls.client.is_some() {
+            caps = match self.starttls(caps, &msg.queue_id).await {
+                Ok(caps) => caps,
+                Err(a) => return a,
+            };
         }
 
         if let Some(limit) = caps.size.filter(|&l| l > 0 && msg.content.len() as u64 > l) {
@@ -220,8 +387,37 @@ impl<'s, S: AsyncRead + AsyncWrite + Unpin> Session<'s, S> {
             return Attempt::Done(vec![o; n]);
         }
         let outcomes = self.transaction(msg, &caps).await;
-        self.quit().await;
+        self.done(caps).await;
         Attempt::Done(outcomes)
+    }
+
+    /// After a transaction: park the connection in the cache when it is clean and the policy
+    /// allows, else QUIT.
+    async fn done(&mut self, caps: Caps) {
+        self.uses += 1;
+        let policy = self.settings.cache.as_ref();
+        let idle_buffer_empty = self.io.as_ref().is_some_and(|io| io.buffer().is_empty());
+        if let (Some(policy), true, true) = (policy, self.clean, idle_buffer_empty) {
+            let fresh = self.born.elapsed() < policy.age_limit
+                && (policy.use_limit == 0 || self.uses < policy.use_limit);
+            if fresh {
+                if let Some(stream) = self.io.take().and_then(|io| io.into_inner().into_stream()) {
+                    let idle = Idle {
+                        io: BufReader::new(stream),
+                        caps,
+                        host: std::mem::take(&mut self.host),
+                        peer: std::mem::take(&mut self.peer),
+                        relay: std::mem::take(&mut self.relay),
+                        tls: self.tls.clone(),
+                        born: self.born,
+                        uses: self.uses,
+                    };
+                    cache::park(policy, idle);
+                    return;
+                }
+            }
+        }
+        self.quit().await;
     }
 
     /// MAIL, RCPT…, DATA, content, final reply.
@@ -266,6 +462,7 @@ impl<'s, S: AsyncRead + AsyncWrite + Unpin> Session<'s, S> {
             Ok(r) => r,
             Err(b) => return fill(results, self.broken(b)),
         };
+        self.mail_answered = true;
         if reply.code / 100 != 2 {
             return fill(results, self.said(&reply, "MAIL FROM"));
         }
@@ -318,26 +515,50 @@ impl<'s, S: AsyncRead + AsyncWrite + Unpin> Session<'s, S> {
             }
         }
         let stage = "sending end of data -- message may be sent more than once";
-        match self.read(s.data_done, stage).await {
-            Ok(r) if r.code / 100 == 2 => {
-                let mut o = Outcome::sent(&self.relay, r.text());
-                o.diagnostic = Some(format!("smtp; {}", r.text()));
-                fill(results, o)
+        if s.dialect == Dialect::Lmtp {
+            // RFC 2033 §4.2: one reply per accepted recipient, in RCPT order.
+            for i in 0..results.len() {
+                if results[i].is_some() {
+                    continue;
+                }
+                match self.read(s.data_done, stage).await {
+                    Ok(r) => results[i] = Some(self.final_reply(&r)),
+                    Err(b) => return fill(results, self.broken(b)),
+                }
             }
-            Ok(r) => fill(results, self.said(&r, "end of DATA")),
+            return fill(results, self.broken(Broken::NoRecipients));
+        }
+        match self.read(s.data_done, stage).await {
+            Ok(r) => {
+                self.clean = true;
+                fill(results, self.final_reply(&r))
+            }
             Err(b) => fill(results, self.broken(b)),
         }
     }
 
-    async fn quit(&mut self) {
+    /// The outcome of a reply to the final dot.
+    fn final_reply(&self, r: &Reply) -> Outcome {
+        if r.code / 100 == 2 {
+            let mut o = Outcome::sent(&self.relay, r.text());
+            o.diagnostic = Some(format!("smtp; {}", r.text()));
+            o
+        } else {
+            self.said(r, "end of DATA")
+        }
+    }
+
+    pub(super) async fn quit(&mut self) {
         let quit = self.settings.quit;
         if self.send(b"QUIT\r\n", quit, "sending QUIT").await.is_ok() {
             let _ = self.read(quit, "sending QUIT").await;
         }
-        let _ = self.io.get_mut().shutdown().await;
+        if let Some(io) = self.io.as_mut() {
+            let _ = io.get_mut().shutdown().await;
+        }
     }
 
-    async fn command(
+    pub(super) async fn command(
         &mut self,
         line: &str,
         limit: Duration,
@@ -353,7 +574,10 @@ impl<'s, S: AsyncRead + AsyncWrite + Unpin> Session<'s, S> {
         limit: Duration,
         stage: &'static str,
     ) -> Result<(), Broken> {
-        let io = self.io.get_mut();
+        let Some(io) = self.io.as_mut() else {
+            return Err(Broken::Lost(stage));
+        };
+        let io = io.get_mut();
         let write = async {
             io.write_all(bytes).await?;
             io.flush().await
@@ -367,7 +591,9 @@ impl<'s, S: AsyncRead + AsyncWrite + Unpin> Session<'s, S> {
 
     /// One complete (possibly multi-line) reply within `limit`.
     async fn read(&mut self, limit: Duration, stage: &'static str) -> Result<Reply, Broken> {
-        let io = &mut self.io;
+        let Some(io) = self.io.as_mut() else {
+            return Err(Broken::Lost(stage));
+        };
         let read = async {
             let mut lines = Vec::new();
             loop {
@@ -404,7 +630,7 @@ impl<'s, S: AsyncRead + AsyncWrite + Unpin> Session<'s, S> {
     }
 
     /// Postfix's texts for a conversation that broke down; always a deferral.
-    fn broken(&self, b: Broken) -> Outcome {
+    pub(super) fn broken(&self, b: Broken) -> Outcome {
         let (detail, text) = match b {
             Broken::Timeout(stage) => (
                 2,
@@ -431,7 +657,7 @@ impl<'s, S: AsyncRead + AsyncWrite + Unpin> Session<'s, S> {
     }
 
     /// A negative reply to a command: `host X said: 550 … (in reply to RCPT TO command)`.
-    fn said(&self, reply: &Reply, command: &str) -> Outcome {
+    pub(super) fn said(&self, reply: &Reply, command: &str) -> Outcome {
         let text = format!(
             "host {} said: {} (in reply to {command} command)",
             self.peer,

@@ -1,14 +1,18 @@
-//! smtp(8): remote delivery over SMTP, also serving the `relay` transport.
+//! smtp(8): remote delivery over SMTP, also serving the `relay` transport; and lmtp(8)
+//! ([`lmtp`]), which shares the session code.
 //!
 //! # Layout
 //! [`deliver`] takes one [`Job`] (recipients of one message for one next hop):
 //! [`nexthop`] parses the next hop (`domain`, `domain:port`, `[host]`, `[host]:port`; resolve.rs
 //! already chose between the transport's own next hop, `relayhost` and the recipient domain);
+//! [`policy`] decides the TLS level for it (`smtp_tls_security_level`, `smtp_tls_policy_maps`);
 //! [`mx`] turns it into addresses through [`crate::dns::Resolver`] (MX by preference, ties
 //! shuffled, implicit MX, null MX, NXDOMAIN and DNS failures); [`client`] speaks SMTP to each
-//! address in turn until one gives an answer for the recipients; [`wire`] holds the pure
-//! pieces (reply parsing, DATA encoding). One [`Outcome`] per recipient comes back to qmgr,
-//! which logs, defers and bounces; this module never touches the queue.
+//! address in turn until one gives an answer for the recipients, over a [`stream::Stream`]
+//! that STARTTLS (`starttls.rs`) turns from TCP into TLS; [`wire`] holds the pure pieces
+//! (reply parsing, DATA encoding). When every server of the destination failed temporarily,
+//! the `smtp_fallback_relay` next hops are tried the same way. One [`Outcome`] per recipient
+//! comes back to qmgr, which logs, defers and bounces; this module never touches the queue.
 //!
 //! # What is implemented
 //! - ESMTP with EHLO, falling back to HELO when EHLO gets a 5xx; PIPELINING (MAIL, RCPTs and
@@ -17,20 +21,29 @@
 //!   received so and the server offers it); SMTPUTF8 (sent when needed and offered; a message
 //!   that needs it bounces with 5.6.7 when the server lacks it); DSN pass-through (RET, ENVID,
 //!   NOTIFY, ORCPT) when offered.
+//! - STARTTLS at levels none, may (default), encrypt, verify, secure, with per-next-hop
+//!   `smtp_tls_policy_maps` entries (`level [match=…]`), `smtp_tls_CAfile`/`CApath`, a client
+//!   certificate, and the TLS protocol and cipher in the delivery log line (`tls=…`).
+//! - `smtp_fallback_relay`, except for mail whose next hop is the relayhost.
 //! - Content is sent with CRLF line ends only (bare LF and bare CR become CRLF) and dot-stuffed.
 //! - Per-recipient results: a 4xx/5xx to RCPT TO defers/bounces that recipient alone; the reply
-//!   to DATA or to the final "." applies to every accepted recipient.
+//!   to DATA or to the final "." applies to every accepted recipient (LMTP: one final reply
+//!   per recipient).
 //! - A connection failure, a greeting other than 220, or a conversation that breaks before
 //!   MAIL FROM moves on to the next address; when none is left the recipients get the last
 //!   failure (`connect to host[addr]:port: Connection refused`, 4.4.1).
-//! - Every stage has its Postfix time limit (`smtp_connect_timeout` … `smtp_quit_timeout`).
+//! - Every stage has its Postfix time limit (`smtp_connect_timeout` … `smtp_quit_timeout`,
+//!   `smtp_starttls_timeout`).
 //!
-//! # Not implemented yet (issue 5)
-//! TLS (STARTTLS, `smtp_tls_*`), SMTP AUTH, a connection cache, `smtp_destination_recipient_limit`
-//! (a job is sent in one transaction, however many recipients), 8BITMIME→7bit conversion for
-//! servers without 8BITMIME (the message is sent as is, as Postfix does with
-//! `disable_mime_output_conversion = yes`), SMTPUTF8 downgrade, `smtp_fallback_relay`,
-//! `smtp_bind_address`, the "mail for X loops back to myself" check, LMTP.
+//! # Not implemented yet
+//! SMTP AUTH in the client, DANE and `fingerprint` TLS levels, `smtp_tls_servername` (no SNI
+//! is sent, as with Postfix's default), a persistent TLS session cache (sessions are resumed
+//! from rustls's in-memory cache only), `protocols=`/`ciphers=` in the policy table (accepted, ignored: rustls has only TLS 1.2/1.3
+//! with safe suites), certificate CN matching (only subjectAltName is used),
+//! 8BITMIME→7bit conversion for servers without 8BITMIME (the message is sent as is, as
+//! Postfix does with `disable_mime_output_conversion = yes`), SMTPUTF8 downgrade,
+//! `smtp_bind_address`, the "mail for X loops back to myself" check, TLS for LMTP. Connection
+//! caching and per-destination recipient limits belong to the queue manager.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,13 +53,24 @@ use postern_proto::EnhancedCode;
 
 use crate::transport::{Job, Outcome};
 
+pub mod cache;
 pub mod client;
+pub mod lmtp;
 pub mod mx;
 pub mod nexthop;
+pub mod policy;
+mod starttls;
+pub mod stream;
 pub mod wire;
 
 #[cfg(test)]
+mod cache_tests;
+#[cfg(test)]
+mod lmtp_tests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;
 
 use client::{Attempt, Message, Settings};
 
@@ -69,60 +93,105 @@ fn resolver(cfg: &Arc<Config>) -> Option<Arc<dyn crate::dns::Resolver>> {
 /// Delivers one job and returns one outcome per entry of `job.rcpts`, in order.
 pub async fn deliver(cfg: Arc<Config>, job: &Job) -> Vec<Outcome> {
     let n = job.rcpts.len();
-    let Some(hop) = nexthop::parse(&job.route.nexthop) else {
-        let text = format!(
-            "bad next hop \"{}\" (check relayhost and transport_maps)",
-            job.route.nexthop
-        );
-        return vec![Outcome::defer(EnhancedCode::new(4, 3, 5), "none", text); n];
+    let msg = match Message::of_job(job, &job.rcpts) {
+        Ok(m) => m,
+        Err(o) => return vec![o; n],
     };
+    let settings = Settings::from_config(&cfg);
+    let written = job.route.nexthop.trim();
+    let mut last = match try_nexthop(&cfg, &settings, written, &msg).await {
+        Ok(outcomes) => return outcomes,
+        Err(last) => last,
+    };
+    // postconf(5) smtp_fallback_relay: only for a destination that is not already the
+    // relayhost (mail for the relayhost would otherwise go around the administrator's
+    // choice of smarthost), and only after every server failed temporarily.
+    let relayhost = cfg.relayhost.trim();
+    if relayhost.is_empty() || !written.eq_ignore_ascii_case(relayhost) {
+        for fallback in &cfg.delivery.fallback_relay {
+            match try_nexthop(&cfg, &settings, fallback.trim(), &msg).await {
+                Ok(outcomes) => return outcomes,
+                Err(o) => last = o,
+            }
+        }
+    }
+    vec![last; n]
+}
+
+/// Delivers to the servers of one next hop. `Err` when none could be used and the failure
+/// was temporary (a DNS failure, refused connections, 4xx greetings), which is when a
+/// fallback relay is worth trying; every other result is final for this delivery.
+async fn try_nexthop(
+    cfg: &Arc<Config>,
+    settings: &Settings,
+    written: &str,
+    msg: &Message<'_>,
+) -> Result<Vec<Outcome>, Outcome> {
+    let n = msg.rcpts.len();
+    let Some(hop) = nexthop::parse(written) else {
+        let text = format!(
+            "bad next hop \"{written}\" (check relayhost, transport_maps and smtp_fallback_relay)"
+        );
+        return Ok(vec![
+            Outcome::defer(EnhancedCode::new(4, 3, 5), "none", text);
+            n
+        ]);
+    };
+    let tls = match policy::plan(cfg, written, &hop) {
+        Ok(tls) => tls,
+        Err(o) => return Ok(vec![o; n]),
+    };
+    let settings = Settings {
+        tls,
+        cache: cache::Policy::for_nexthop(cfg, written, &settings.helo_name),
+        ..settings.clone()
+    };
+    // A connection kept from the last delivery to this next hop skips DNS, connect, EHLO and
+    // STARTTLS; one the server has closed meanwhile falls through to a new connection.
+    if let Some(policy) = &settings.cache {
+        while let Some(idle) = cache::take(policy) {
+            if let Some(outcomes) = client::reuse(&settings, idle, msg).await {
+                return Ok(outcomes);
+            }
+        }
+    }
     // Only names need DNS; `[127.0.0.1]:10025` works without a resolver.
     let resolver = match hop.literal() {
         Some(_) => None,
-        None => resolver(&cfg),
+        None => resolver(cfg),
     };
     let families = mx::Families::from_inet_protocols(&cfg.inet_protocols);
     let hosts = match mx::hosts(resolver.as_deref(), &hop, families).await {
         Ok(hosts) => hosts,
-        Err(o) => return vec![o; n],
-    };
-    let mut rcpts = Vec::with_capacity(n);
-    for &i in &job.rcpts {
-        match job.env.recipients.get(i) {
-            Some(r) => rcpts.push(r),
-            None => {
-                let o = Outcome::defer(
-                    EnhancedCode::new(4, 3, 0),
-                    "none",
-                    "internal error: no such recipient",
-                );
-                return vec![o; n];
-            }
-        }
-    }
-    let msg = Message {
-        queue_id: job.env.id.to_string(),
-        sender: &job.env.sender,
-        rcpts,
-        content: &job.content,
-        body: job.env.body,
-        smtputf8: job.env.smtputf8,
-        ret: job.env.ret,
-        envid: job.env.envid.as_deref(),
+        Err(o) if o.is_deferred() => return Err(o),
+        Err(o) => return Ok(vec![o; n]),
     };
     let targets: Vec<(String, SocketAddr)> = hosts
         .into_iter()
         .map(|h| (h.name, SocketAddr::new(h.addr, hop.port)))
         .collect();
-    deliver_to(&Settings::from_config(&cfg), &targets, &msg).await
+    try_targets(&settings, &targets, msg).await
 }
 
-/// Tries `targets` in order until one server answers for the recipients.
+/// Tries `targets` in order until one server answers for the recipients; when none does,
+/// every recipient gets the last failure.
 pub async fn deliver_to(
     settings: &Settings,
     targets: &[(String, SocketAddr)],
     msg: &Message<'_>,
 ) -> Vec<Outcome> {
+    match try_targets(settings, targets, msg).await {
+        Ok(outcomes) => outcomes,
+        Err(last) => vec![last; msg.rcpts.len()],
+    }
+}
+
+/// `Err` is the last failure when no server could be used.
+async fn try_targets(
+    settings: &Settings,
+    targets: &[(String, SocketAddr)],
+    msg: &Message<'_>,
+) -> Result<Vec<Outcome>, Outcome> {
     let mut last = Outcome::defer(
         EnhancedCode::new(4, 4, 1),
         "none",
@@ -130,12 +199,15 @@ pub async fn deliver_to(
     );
     for (name, addr) in targets {
         match client::attempt(settings, name, *addr, msg).await {
-            Attempt::Done(outcomes) => return outcomes,
+            Attempt::Done(outcomes) => return Ok(outcomes),
             Attempt::Next(o) => {
                 crate::info!("smtp", "{}: {}", msg.queue_id, o.text);
                 last = o;
             }
+            Attempt::Plaintext(why) => {
+                last = Outcome::defer(EnhancedCode::new(4, 7, 5), "none", why);
+            }
         }
     }
-    vec![last; msg.rcpts.len()]
+    Err(last)
 }

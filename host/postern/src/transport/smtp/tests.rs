@@ -96,6 +96,7 @@ async fn serve(script: Script) -> (SocketAddr, JoinHandle<String>) {
 fn settings() -> Settings {
     let t = Duration::from_secs(5);
     Settings {
+        dialect: super::client::Dialect::Smtp,
         helo_name: "client.test".into(),
         connect: t,
         helo: t,
@@ -105,6 +106,8 @@ fn settings() -> Settings {
         data_xfer: t,
         data_done: t,
         quit: t,
+        tls: Default::default(),
+        cache: None,
     }
 }
 

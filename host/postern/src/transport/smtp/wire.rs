@@ -81,6 +81,8 @@ pub struct Caps {
     pub eightbitmime: bool,
     pub smtputf8: bool,
     pub dsn: bool,
+    /// RFC 3207 STARTTLS.
+    pub starttls: bool,
 }
 
 impl Caps {
@@ -96,6 +98,7 @@ impl Caps {
                 "8BITMIME" => caps.eightbitmime = true,
                 "SMTPUTF8" => caps.smtputf8 = true,
                 "DSN" => caps.dsn = true,
+                "STARTTLS" => caps.starttls = true,
                 _ => {}
             }
         }
@@ -180,10 +183,12 @@ mod tests {
                 "SIZE 1000".into(),
                 "8BITMIME".into(),
                 "DSN".into(),
+                "starttls".into(),
             ],
         };
         let caps = Caps::parse(&r);
         assert!(caps.pipelining && caps.eightbitmime && caps.dsn && !caps.smtputf8);
+        assert!(caps.starttls);
         assert_eq!(caps.size, Some(1000));
     }
 
