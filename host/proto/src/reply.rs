@@ -150,7 +150,8 @@ impl Reply {
             text.push_str(line);
             if i < last {
                 out.push(b'-');
-            } else if !text.is_empty() {
+            } else if !text.is_empty() || code == "334" {
+                // RFC 4954 §4: an empty SASL challenge is still "334 " with its space.
                 out.push(b' ');
             }
             // RFC 5321 §4.2: textstring is HT and printable characters; the
@@ -197,6 +198,12 @@ impl fmt::Display for Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_sasl_challenge_keeps_its_space() {
+        assert_eq!(Reply::new(334, "", "").to_wire(true), "334 \r\n");
+        assert_eq!(Reply::new(250, "", "").to_wire(true), "250\r\n");
+    }
 
     #[test]
     fn enhanced_parse_accepts_valid_codes() {

@@ -67,8 +67,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if params.body == Some(Body::BinaryMime) {
             return Some("BODY=BINARYMIME".to_string());
         }
-        // RFC 4954 §5: AUTH= belongs to servers that offer AUTH.
-        if let Some(auth) = &params.auth {
+        // RFC 4954 §5: AUTH= belongs to servers that offer AUTH; where AUTH is enabled it is
+        // accepted (and, as in Postfix, not trusted for anything).
+        if let Some(auth) = params
+            .auth
+            .as_ref()
+            .filter(|_| !self.cfg().sasl.auth_enable)
+        {
             return Some(format!("AUTH={auth}"));
         }
         None

@@ -85,7 +85,10 @@ async fn plain_with_and_without_initial_response() {
 
     let mut d = auth_session(&users, &spool, &[]).await;
     let r = d.cmd("AUTH PLAIN", "334").await;
-    assert_eq!(r.trim_end(), "334", "an empty challenge");
+    assert_eq!(
+        r, "334 \r\n",
+        "an empty challenge keeps its space (RFC 4954 §4)"
+    );
     d.cmd(&plain("bob", "builder"), "235 2.7.0").await;
 }
 
@@ -103,6 +106,9 @@ async fn login_mechanism_and_initial_user_name() {
     d.cmd(&format!("auth login {}", b64("bob")), "334 UGFzc3dvcmQ6")
         .await;
     d.cmd(&b64("builder"), "235 2.7.0").await;
+    // RFC 4954 §5: where AUTH is offered, MAIL FROM may carry AUTH=.
+    d.cmd("MAIL FROM:<bob@example.org> AUTH=<>", "250 2.1.0")
+        .await;
 }
 
 #[tokio::test]

@@ -222,12 +222,13 @@ async fn attempt_once(
     let relay = format!("{peer}:{}", addr.port());
     let stream = match timeout(settings.connect, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
+        // No connection, so no relay: Postfix logs `relay=none` for these.
         Ok(Err(e)) => {
             return Attempt::Next(defer(
                 4,
                 4,
                 1,
-                &relay,
+                "none",
                 format!("connect to {relay}: {}", io_text(&e)),
             ))
         }
@@ -236,7 +237,7 @@ async fn attempt_once(
                 4,
                 4,
                 1,
-                &relay,
+                "none",
                 format!("connect to {relay}: Connection timed out"),
             ))
         }
