@@ -45,6 +45,8 @@ pub enum Dialect {
 pub struct Settings {
     pub dialect: Dialect,
     pub helo_name: String,
+    /// `myhostname`: a server that greets with it is this MTA (a mail loop).
+    pub myhostname: String,
     pub connect: Duration,
     pub helo: Duration,
     pub mail: Duration,
@@ -69,6 +71,7 @@ impl Settings {
         Settings {
             dialect: Dialect::Smtp,
             helo_name,
+            myhostname: cfg.myhostname.clone(),
             connect: cfg.smtp_connect_timeout,
             helo: cfg.smtp_helo_timeout,
             mail: cfg.smtp_mail_timeout,
@@ -361,6 +364,10 @@ impl<'s, S: Upgrade> Session<'s, S> {
             self.quit().await;
             return Attempt::Done(vec![o; n]);
         }
+        if let Some(o) = self.loops_back(&reply) {
+            self.quit().await;
+            return Attempt::Done(vec![o; n]);
+        }
         if self.use_tls && s.tls.client.is_some() {
             caps = match self.starttls(caps, &msg.queue_id).await {
                 Ok(caps) => caps,
@@ -536,6 +543,28 @@ impl<'s, S: Upgrade> Session<'s, S> {
             }
             Err(b) => fill(results, self.broken(b)),
         }
+    }
+
+    /// Postfix's loop check (smtp_proto.c): a server whose EHLO/HELO reply names our own
+    /// `myhostname` is this MTA, e.g. an MX record or a `transport_maps` entry pointing back
+    /// here; the mail bounces with `5.4.6 mail for NEXTHOP loops back to myself` rather than
+    /// circling until the hop count stops it. (LMTP servers are local by design: not checked.)
+    fn loops_back(&self, reply: &Reply) -> Option<Outcome> {
+        let s = self.settings;
+        if s.dialect != Dialect::Smtp || s.myhostname.is_empty() {
+            return None;
+        }
+        let name = reply.lines.first()?.split_whitespace().next()?;
+        if !name.eq_ignore_ascii_case(&s.myhostname) {
+            return None;
+        }
+        let dest = if s.tls.nexthop.is_empty() {
+            &self.peer
+        } else {
+            &s.tls.nexthop
+        };
+        let text = format!("mail for {dest} loops back to myself");
+        Some(Outcome::bounce(EnhancedCode::new(5, 4, 6), "none", text))
     }
 
     /// The outcome of a reply to the final dot.

@@ -25,6 +25,9 @@
 //!   `smtp_tls_policy_maps` entries (`level [match=…]`), `smtp_tls_CAfile`/`CApath`, a client
 //!   certificate, and the TLS protocol and cipher in the delivery log line (`tls=…`).
 //! - `smtp_fallback_relay`, except for mail whose next hop is the relayhost.
+//! - A connection cache ([`cache`]): a session whose transaction ended cleanly is kept for the
+//!   next delivery to the same next hop (`smtp_connection_cache_*`, `smtp_connection_reuse_*`).
+//! - The loop check: a server whose EHLO reply names our `myhostname` bounces the mail (5.4.6).
 //! - Content is sent with CRLF line ends only (bare LF and bare CR become CRLF) and dot-stuffed.
 //! - Per-recipient results: a 4xx/5xx to RCPT TO defers/bounces that recipient alone; the reply
 //!   to DATA or to the final "." applies to every accepted recipient (LMTP: one final reply
@@ -38,12 +41,13 @@
 //! # Not implemented yet
 //! SMTP AUTH in the client, DANE and `fingerprint` TLS levels, `smtp_tls_servername` (no SNI
 //! is sent, as with Postfix's default), a persistent TLS session cache (sessions are resumed
-//! from rustls's in-memory cache only), `protocols=`/`ciphers=` in the policy table (accepted, ignored: rustls has only TLS 1.2/1.3
-//! with safe suites), certificate CN matching (only subjectAltName is used),
+//! from rustls's in-memory cache only), `protocols=`/`ciphers=` in the policy table
+//! (accepted, ignored: rustls has only TLS 1.2/1.3 with safe suites), certificate CN matching
+//! (only subjectAltName is used),
 //! 8BITMIME→7bit conversion for servers without 8BITMIME (the message is sent as is, as
 //! Postfix does with `disable_mime_output_conversion = yes`), SMTPUTF8 downgrade,
-//! `smtp_bind_address`, the "mail for X loops back to myself" check, TLS for LMTP. Connection
-//! caching and per-destination recipient limits belong to the queue manager.
+//! `smtp_bind_address`, TLS for LMTP. Per-destination recipient limits,
+//! concurrency and dead-destination back-off belong to the queue manager (`qmgr/sites.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -163,7 +167,9 @@ async fn try_nexthop(
     let families = mx::Families::from_inet_protocols(&cfg.inet_protocols);
     let hosts = match mx::hosts(resolver.as_deref(), &hop, families).await {
         Ok(hosts) => hosts,
-        Err(o) if o.is_deferred() => return Err(o),
+        // Postfix: the fallback relay serves destinations that "can't be found" (NXDOMAIN,
+        // 5.4.4) or are unreachable; a null MX (5.1.10) is a refusal and is final.
+        Err(o) if o.is_deferred() || o.status == EnhancedCode::new(5, 4, 4) => return Err(o),
         Err(o) => return Ok(vec![o; n]),
     };
     let targets: Vec<(String, SocketAddr)> = hosts

@@ -98,6 +98,7 @@ fn settings() -> Settings {
     Settings {
         dialect: super::client::Dialect::Smtp,
         helo_name: "client.test".into(),
+        myhostname: "client.test".into(),
         connect: t,
         helo: t,
         mail: t,
@@ -300,4 +301,22 @@ async fn helo_fallback_when_ehlo_is_refused() {
         seen.contains("HELO client.test\r\nMAIL FROM:<alice@example.org>\r\n"),
         "{seen}"
     );
+}
+
+#[tokio::test]
+async fn a_server_with_our_own_name_is_a_mail_loop() {
+    let (addr, server) = serve(Script {
+        ehlo: "250-CLIENT.test\r\n250 PIPELINING\r\n",
+        ..Script::default()
+    })
+    .await;
+    let out = send(addr, &["bob@remote.test"], MSG, false).await;
+    let seen = server.await.expect("server");
+    assert!(out[0].is_bounced(), "{:?}", out[0]);
+    assert_eq!(out[0].status.to_string(), "5.4.6");
+    assert_eq!(
+        out[0].text,
+        "mail for 127.0.0.1[127.0.0.1] loops back to myself"
+    );
+    assert_eq!(seen, "EHLO client.test\r\nQUIT\r\n", "no MAIL FROM");
 }

@@ -211,6 +211,7 @@ fn settings(level: ClientTlsLevel, ca_file: Option<&PathBuf>, matches: &[&str]) 
     Settings {
         dialect: Dialect::Smtp,
         helo_name: "client.test".into(),
+        myhostname: "client.test".into(),
         connect: t,
         helo: t,
         mail: t,
