@@ -6,15 +6,25 @@
 //! Lines go to standard error unless `maillog_file` names a file.
 
 use std::fmt::Arguments;
+use std::fs::File;
 use std::io::Write;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+
+/// Where lines go. No lock is held while writing: each line is one `write(2)`, and appends to a
+/// file opened with `O_APPEND` are atomic (the kernel positions and writes each call as one),
+/// as are writes of up to 4 KiB to a pipe; sessions on several threads therefore never wait for
+/// each other in user space to log.
+enum Out {
+    File(File),
+    Stderr,
+}
 
 struct Sink {
     host: String,
-    out: Box<dyn Write + Send>,
+    out: Out,
 }
 
-static SINK: OnceLock<Mutex<Sink>> = OnceLock::new();
+static SINK: OnceLock<Sink> = OnceLock::new();
 
 /// Severity; only `Warning` and `Error` change the text (Postfix prefixes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,30 +37,28 @@ pub enum Level {
 /// Routes log lines to `maillog_file` (appending) or standard error when it is empty. Later calls
 /// are ignored: the destination is fixed for the life of the process.
 pub fn init(host: &str, maillog_file: &str) -> std::io::Result<()> {
-    let out: Box<dyn Write + Send> = if maillog_file.is_empty() {
-        Box::new(std::io::stderr())
+    let out = if maillog_file.is_empty() {
+        Out::Stderr
     } else {
-        Box::new(
+        Out::File(
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(maillog_file)?,
         )
     };
-    let _ = SINK.set(Mutex::new(Sink {
+    let _ = SINK.set(Sink {
         host: host.to_string(),
         out,
-    }));
+    });
     Ok(())
 }
 
 /// Writes one line. Never fails: a logger that cannot write must not stop mail.
 pub fn emit(level: Level, service: &str, args: Arguments<'_>) {
-    let sink = SINK.get_or_init(|| {
-        Mutex::new(Sink {
-            host: "localhost".to_string(),
-            out: Box::new(std::io::stderr()),
-        })
+    let sink = SINK.get_or_init(|| Sink {
+        host: "localhost".to_string(),
+        out: Out::Stderr,
     });
     let prefix = match level {
         Level::Info => "",
@@ -64,15 +72,15 @@ pub fn emit(level: Level, service: &str, args: Arguments<'_>) {
         .chars()
         .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
         .collect();
-    if let Ok(mut sink) = sink.lock() {
-        let line = format!(
-            "{stamp} {} postern/{service}[{}]: {prefix}{text}\n",
-            sink.host,
-            pid()
-        );
-        let _ = sink.out.write_all(line.as_bytes());
-        let _ = sink.out.flush();
-    }
+    let line = format!(
+        "{stamp} {} postern/{service}[{}]: {prefix}{text}\n",
+        sink.host,
+        pid()
+    );
+    let _ = match &sink.out {
+        Out::File(f) => (&*f).write_all(line.as_bytes()),
+        Out::Stderr => std::io::stderr().write_all(line.as_bytes()),
+    };
 }
 
 /// The process ID, read once: `std::process::id()` is a system call each time, and every log
