@@ -193,6 +193,7 @@ pub async fn reuse(settings: &Settings, idle: Idle, msg: &Message<'_>) -> Option
         uses: idle.uses,
         clean: false,
         mail_answered: false,
+        failed: false,
     };
     let caps = idle.caps;
     let fits = caps
@@ -288,6 +289,9 @@ pub struct Session<'s, S> {
     /// The server answered MAIL FROM: from here on a broken reused connection is a delivery
     /// problem, not a stale cache entry.
     mail_answered: bool,
+    /// A read or write failed (timeout, lost connection, garbage): the conversation is over and
+    /// no QUIT is sent, as in Postfix (a stalled server would only stall QUIT as well).
+    failed: bool,
 }
 
 impl<'s, S: Upgrade> Session<'s, S> {
@@ -304,6 +308,7 @@ impl<'s, S: Upgrade> Session<'s, S> {
             uses: 0,
             clean: false,
             mail_answered: false,
+            failed: false,
         }
     }
 
@@ -580,7 +585,7 @@ impl<'s, S: Upgrade> Session<'s, S> {
 
     pub(super) async fn quit(&mut self) {
         let quit = self.settings.quit;
-        if self.send(b"QUIT\r\n", quit, "sending QUIT").await.is_ok() {
+        if !self.failed && self.send(b"QUIT\r\n", quit, "sending QUIT").await.is_ok() {
             let _ = self.read(quit, "sending QUIT").await;
         }
         if let Some(io) = self.io.as_mut() {
@@ -612,11 +617,13 @@ impl<'s, S: Upgrade> Session<'s, S> {
             io.write_all(bytes).await?;
             io.flush().await
         };
-        match timeout(limit, write).await {
+        let result = match timeout(limit, write).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Broken::Lost(stage)),
             Err(_) => Err(Broken::Timeout(stage)),
-        }
+        };
+        self.failed |= result.is_err();
+        result
     }
 
     /// One complete (possibly multi-line) reply within `limit`.
@@ -653,10 +660,12 @@ impl<'s, S: Upgrade> Session<'s, S> {
                 }
             }
         };
-        match timeout(limit, read).await {
+        let result = match timeout(limit, read).await {
             Ok(r) => r,
             Err(_) => Err(Broken::Timeout(stage)),
-        }
+        };
+        self.failed |= result.is_err();
+        result
     }
 
     /// Postfix's texts for a conversation that broke down; always a deferral.

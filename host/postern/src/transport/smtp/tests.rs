@@ -320,3 +320,99 @@ async fn a_server_with_our_own_name_is_a_mail_loop() {
     );
     assert_eq!(seen, "EHLO client.test\r\nQUIT\r\n", "no MAIL FROM");
 }
+
+/// A server that greets, answers EHLO with `ehlo`, then acts out `rest` on the socket.
+async fn misbehaving<F, Fut>(ehlo: &'static str, rest: F) -> SocketAddr
+where
+    F: FnOnce(BufReader<tokio::net::TcpStream>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.expect("accept");
+        let mut io = BufReader::new(sock);
+        let _ = io.get_mut().write_all(b"220 fake.test ESMTP\r\n").await;
+        let mut line = String::new();
+        let _ = io.read_line(&mut line).await;
+        let _ = io.get_mut().write_all(ehlo.as_bytes()).await;
+        rest(io).await;
+    });
+    addr
+}
+
+async fn send_with(settings: &Settings, addr: SocketAddr) -> Outcome {
+    let rcpt = Recipient::new("bob@remote.test");
+    let msg = Message {
+        queue_id: "TESTID".into(),
+        sender: "alice@example.org",
+        rcpts: vec![&rcpt],
+        content: MSG,
+        body: None,
+        smtputf8: false,
+        ret: None,
+        envid: None,
+    };
+    let mut out = deliver_to(settings, &[("127.0.0.1".into(), addr)], &msg).await;
+    out.remove(0)
+}
+
+#[tokio::test]
+async fn a_stalled_server_times_out_and_defers() {
+    let addr = misbehaving("250 fake.test\r\n", |mut io| async move {
+        let mut line = String::new();
+        let _ = io.read_line(&mut line).await; // MAIL FROM, never answered
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    })
+    .await;
+    let mut s = settings();
+    s.mail = Duration::from_millis(300);
+    let started = std::time::Instant::now();
+    let o = send_with(&s, addr).await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(o.is_deferred(), "{o:?}");
+    assert_eq!(o.status.to_string(), "4.4.2");
+    assert_eq!(
+        o.text,
+        "conversation with 127.0.0.1[127.0.0.1] timed out while sending MAIL FROM"
+    );
+}
+
+#[tokio::test]
+async fn a_reset_in_the_middle_of_data_defers() {
+    let addr = misbehaving("250 fake.test\r\n", |mut io| async move {
+        for reply in ["250 2.1.0 Ok\r\n", "250 2.1.5 Ok\r\n", "354 go ahead\r\n"] {
+            let mut line = String::new();
+            let _ = io.read_line(&mut line).await;
+            let _ = io.get_mut().write_all(reply.as_bytes()).await;
+        }
+        let mut line = String::new();
+        let _ = io.read_line(&mut line).await; // the first content line, then hang up
+        drop(io);
+    })
+    .await;
+    let o = send_with(&settings(), addr).await;
+    assert!(o.is_deferred(), "{o:?}");
+    assert_eq!(o.status.to_string(), "4.4.2");
+    assert!(
+        o.text
+            .starts_with("lost connection with 127.0.0.1[127.0.0.1] while sending"),
+        "{}",
+        o.text
+    );
+}
+
+#[tokio::test]
+async fn a_garbage_reply_defers_with_a_precise_diagnostic() {
+    let addr = misbehaving("hello, I am not an SMTP server\r\n", |io| async move {
+        drop(io);
+    })
+    .await;
+    let o = send_with(&settings(), addr).await;
+    assert!(o.is_deferred(), "{o:?}");
+    assert_eq!(o.status.to_string(), "4.5.0");
+    assert_eq!(
+        o.text,
+        "host 127.0.0.1[127.0.0.1] sent a malformed reply while performing the EHLO handshake"
+    );
+}
