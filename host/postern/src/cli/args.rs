@@ -304,7 +304,7 @@ fn parse_command(word: &str, args: &[String]) -> Result<Command, UsageError> {
         "sasl" => super::sasl::parse_sasl(args).map(Command::Sasl),
         other => Err(usage(format!(
             "unknown command \"{other}\" (commands: run start stop reload status check conf \
-             queue map alias plugin sendmail; try: postern help)"
+             queue map alias plugin sasl sendmail; try: postern help)"
         ))),
     }
 }
