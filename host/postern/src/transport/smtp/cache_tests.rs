@@ -24,6 +24,12 @@ struct Counts {
 /// A server for any number of sessions; with `close_after_message` it hangs up after each
 /// final reply, as a server with a short idle timeout would.
 async fn serve(close_after_message: bool) -> (SocketAddr, Arc<Counts>) {
+    serve_with(close_after_message, false).await
+}
+
+/// With `idle_421`, the second MAIL FROM on a connection gets `421 4.4.2 Idle timeout` and the
+/// connection is closed, as servers do with sessions that sat idle too long.
+async fn serve_with(close_after_message: bool, idle_421: bool) -> (SocketAddr, Arc<Counts>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let counts = Arc::new(Counts::default());
@@ -34,6 +40,7 @@ async fn serve(close_after_message: bool) -> (SocketAddr, Arc<Counts>) {
             let c = c.clone();
             tokio::spawn(async move {
                 let mut io = BufReader::new(sock);
+                let mut mails_here = 0;
                 let _ = io.get_mut().write_all(b"220 fake.test ESMTP\r\n").await;
                 loop {
                     let mut line = String::new();
@@ -43,6 +50,11 @@ async fn serve(close_after_message: bool) -> (SocketAddr, Arc<Counts>) {
                     let reply: &[u8] = match line.get(..4).unwrap_or("") {
                         "EHLO" => b"250-fake.test\r\n250 PIPELINING\r\n",
                         "MAIL" => {
+                            mails_here += 1;
+                            if idle_421 && mails_here == 2 {
+                                let _ = io.get_mut().write_all(b"421 4.4.2 Idle timeout\r\n").await;
+                                return;
+                            }
                             c.mails.fetch_add(1, Ordering::SeqCst);
                             b"250 2.1.0 Ok\r\n"
                         }
@@ -176,4 +188,17 @@ async fn idle_connections_expire_and_reuse_limits_apply() {
     }
     assert_eq!(counts.connections.load(Ordering::SeqCst), 2);
     assert_eq!(counts.quits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_421_to_mail_on_a_cached_connection_retries_on_a_new_one() {
+    let (addr, counts) = serve_with(false, true).await;
+    let hop = format!("[127.0.0.1]:{}", addr.port());
+    let cfg = config(&[]);
+    for _ in 0..2 {
+        let out = send(&cfg, &hop).await;
+        assert!(out[0].is_sent(), "{:?}", out[0]);
+    }
+    assert_eq!(counts.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(counts.mails.load(Ordering::SeqCst), 2);
 }

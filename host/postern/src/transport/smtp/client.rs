@@ -475,7 +475,9 @@ impl<'s, S: Upgrade> Session<'s, S> {
             Ok(r) => r,
             Err(b) => return fill(results, self.broken(b)),
         };
-        self.mail_answered = true;
+        // A 421 here on a reused connection is the server closing an idle session (often an
+        // unsolicited "421 timeout" waiting in the socket): `reuse` tries a new connection.
+        self.mail_answered = reply.code != 421;
         if reply.code / 100 != 2 {
             return fill(results, self.said(&reply, "MAIL FROM"));
         }
