@@ -337,3 +337,49 @@ fn fallback_relay_takes_mail_the_destination_refuses() {
         "{log}"
     );
 }
+
+/// Postern relaying to another Postern that requires AUTH: `smtp_sasl_password_maps` gives the
+/// credentials for the relayhost; the receiving side logs the login; no password in any log.
+#[test]
+fn authenticates_to_a_relay_that_requires_auth() {
+    let secrets = postern_tests::TempDir::new("sasl-relay");
+    let passwd = secrets.path().join("sasl_passwd");
+    std::fs::write(&passwd, "alice:{PLAIN}wonderland\n").expect("passwd");
+    let relay = Server::start(&format!(
+        "myhostname = relay.example.test\n\
+         mydestination = final.example\n\
+         smtpd_sasl_auth_enable = yes\n\
+         smtpd_sasl_path = {}\n\
+         smtpd_tls_auth_only = no\n\
+         smtpd_relay_restrictions = permit_sasl_authenticated, reject\n\
+         smtpd_recipient_restrictions = permit_sasl_authenticated, reject\n",
+        passwd.display()
+    ));
+    let hop = format!("[127.0.0.1]:{}", relay.port);
+    let client = Server::start(&format!(
+        "relayhost = {hop}\n\
+         smtp_sasl_auth_enable = yes\n\
+         smtp_sasl_password_maps = inline:{{ {{{hop} = alice:wonderland}} }}\n\
+         smtp_sasl_security_options = noanonymous\n"
+    ));
+    submit(
+        &client,
+        "bob@final.example",
+        "Subject: through an authenticated relay\r\n\r\nhi\r\n",
+    );
+    let mail = relay.wait_for_mail("bob", 1, WAIT);
+    assert_eq!(
+        mail.len(),
+        1,
+        "client log:\n{}\nrelay log:\n{}",
+        client.log(),
+        relay.log()
+    );
+    client.wait_for_log("status=sent", WAIT);
+    relay.wait_for_log("sasl_method=PLAIN, sasl_username=alice", WAIT);
+    for log in [client.log(), relay.log()] {
+        assert!(!log.contains("wonderland"), "{log}");
+        assert!(!log.contains("d29uZGVybGFuZA"), "{log}");
+        assert!(!log.contains("AGFsaWNlAHdvbmRlcmxhbmQ"), "{log}");
+    }
+}

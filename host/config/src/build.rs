@@ -195,6 +195,7 @@ pub(crate) fn build(
         smtp_tls: b.smtp_tls(),
         sasl: b.sasl(),
         delivery: b.delivery(),
+        smtp_sasl: b.client_sasl(),
         raw: MainCf::default(),
     };
     Config { raw, ..config }

@@ -35,7 +35,7 @@ pub use build::restrict::{
     restriction_takes_argument, RESTRICTIONS_WITH_ARGUMENT, RESTRICTION_NAMES,
 };
 pub use build::security::{
-    ClientTlsLevel, Delivery, Sasl, SaslType, ServerTlsLevel, SmtpTls, SmtpdTls,
+    ClientSasl, ClientTlsLevel, Delivery, Sasl, SaslType, ServerTlsLevel, SmtpTls, SmtpdTls,
 };
 pub use load::{
     check_with, load, load_embedded, load_with, Listener, LoadedConfig, DEFAULT_MASTER_CF,

@@ -148,6 +148,20 @@ pub struct Sasl {
     pub failure_delay: Duration,
 }
 
+/// The smtp client's SMTP AUTH towards a relay (`smtp_sasl_*`).
+#[derive(Clone, Debug)]
+pub struct ClientSasl {
+    /// `smtp_sasl_auth_enable` (default no).
+    pub auth_enable: bool,
+    /// `smtp_sasl_password_maps` (default empty): next hop → `username:password`.
+    pub password_maps: Vec<String>,
+    /// `smtp_sasl_security_options` (default `noplaintext, noanonymous`): without TLS.
+    pub security_options: Vec<String>,
+    /// `smtp_sasl_tls_security_options` (default `noanonymous`; Postfix:
+    /// `$smtp_sasl_security_options`): over TLS.
+    pub tls_security_options: Vec<String>,
+}
+
 /// Outbound delivery: scheduling, connection reuse and LMTP.
 #[derive(Clone, Debug)]
 pub struct Delivery {
@@ -310,6 +324,15 @@ impl Builder<'_> {
             );
         }
         sasl
+    }
+
+    pub(super) fn client_sasl(&mut self) -> ClientSasl {
+        ClientSasl {
+            auth_enable: self.boolean("smtp_sasl_auth_enable"),
+            password_maps: self.list("smtp_sasl_password_maps"),
+            security_options: self.keywords("smtp_sasl_security_options", SASL_OPTIONS),
+            tls_security_options: self.keywords("smtp_sasl_tls_security_options", SASL_OPTIONS),
+        }
     }
 
     pub(super) fn delivery(&mut self) -> Delivery {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) use crate::build::build;
-use crate::build::security::{Delivery, Sasl, SmtpTls, SmtpdTls};
+use crate::build::security::{ClientSasl, Delivery, Sasl, SmtpTls, SmtpdTls};
 use crate::values::{BareNewline, Cidr};
 use crate::{tidy_diagnostics, ConfigError, Diagnostic, MainCf};
 
@@ -306,6 +306,8 @@ pub struct Config {
     pub sasl: Sasl,
     /// Outbound scheduling, connection reuse and LMTP client settings.
     pub delivery: Delivery,
+    /// The smtp client's AUTH towards relays: `smtp_sasl_*`.
+    pub smtp_sasl: ClientSasl,
     /// The source, with any overrides applied (for `postern conf -n` and later features).
     pub raw: MainCf,
 }

@@ -59,6 +59,8 @@ pub struct Settings {
     pub tls: Tls,
     /// Keep the connection for the next delivery to this next hop instead of QUIT.
     pub cache: Option<cache::Policy>,
+    /// SMTP AUTH credentials for this next hop (`smtp_sasl_password_maps`).
+    pub sasl: Option<std::sync::Arc<super::sasl::Secret>>,
 }
 
 impl Settings {
@@ -82,6 +84,7 @@ impl Settings {
             quit: cfg.smtp_quit_timeout,
             tls: Tls::default(),
             cache: None,
+            sasl: None,
         }
     }
 }
@@ -378,6 +381,9 @@ impl<'s, S: Upgrade> Session<'s, S> {
                 Ok(caps) => caps,
                 Err(a) => return a,
             };
+        }
+        if let Err(a) = self.authenticate(&caps).await {
+            return a;
         }
 
         if let Some(limit) = caps.size.filter(|&l| l > 0 && msg.content.len() as u64 > l) {

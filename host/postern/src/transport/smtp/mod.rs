@@ -25,6 +25,8 @@
 //!   `smtp_tls_policy_maps` entries (`level [match=…]`), `smtp_tls_CAfile`/`CApath`, a client
 //!   certificate, and the TLS protocol and cipher in the delivery log line (`tls=…`).
 //! - `smtp_fallback_relay`, except for mail whose next hop is the relayhost.
+//! - SMTP AUTH to relays ([`sasl`]): PLAIN or LOGIN with `smtp_sasl_password_maps` credentials,
+//!   never in the clear unless `smtp_sasl_security_options` allows it.
 //! - A connection cache ([`cache`]): a session whose transaction ended cleanly is kept for the
 //!   next delivery to the same next hop (`smtp_connection_cache_*`, `smtp_connection_reuse_*`).
 //! - The loop check: a server whose EHLO reply names our `myhostname` bounces the mail (5.4.6).
@@ -39,7 +41,7 @@
 //!   `smtp_starttls_timeout`).
 //!
 //! # Not implemented yet
-//! SMTP AUTH in the client, DANE and `fingerprint` TLS levels, `smtp_tls_servername` (no SNI
+//! DANE and `fingerprint` TLS levels, `smtp_tls_servername` (no SNI
 //! is sent, as with Postfix's default), a persistent TLS session cache (sessions are resumed
 //! from rustls's in-memory cache only), `protocols=`/`ciphers=` in the policy table
 //! (accepted, ignored: rustls has only TLS 1.2/1.3 with safe suites), certificate CN matching
@@ -63,6 +65,7 @@ pub mod lmtp;
 pub mod mx;
 pub mod nexthop;
 pub mod policy;
+pub mod sasl;
 mod starttls;
 pub mod stream;
 pub mod wire;
@@ -71,6 +74,8 @@ pub mod wire;
 mod cache_tests;
 #[cfg(test)]
 mod lmtp_tests;
+#[cfg(test)]
+mod sasl_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -145,9 +150,14 @@ async fn try_nexthop(
         Ok(tls) => tls,
         Err(o) => return Ok(vec![o; n]),
     };
+    let secret = match sasl::lookup(cfg, written, &hop) {
+        Ok(s) => s,
+        Err(o) => return Ok(vec![o; n]),
+    };
     let settings = Settings {
         tls,
         cache: cache::Policy::for_nexthop(cfg, written, &settings.helo_name),
+        sasl: secret,
         ..settings.clone()
     };
     // A connection kept from the last delivery to this next hop skips DNS, connect, EHLO and

@@ -109,6 +109,7 @@ fn settings() -> Settings {
         quit: t,
         tls: Default::default(),
         cache: None,
+        sasl: None,
     }
 }
 

@@ -229,6 +229,7 @@ fn settings(level: ClientTlsLevel, ca_file: Option<&PathBuf>, matches: &[&str]) 
             loglevel: 1,
         },
         cache: None,
+        sasl: None,
     }
 }
 

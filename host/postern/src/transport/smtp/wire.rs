@@ -83,6 +83,8 @@ pub struct Caps {
     pub dsn: bool,
     /// RFC 3207 STARTTLS.
     pub starttls: bool,
+    /// RFC 4954 AUTH mechanisms, uppercased (also from the old `AUTH=` form).
+    pub auth: Vec<String>,
 }
 
 impl Caps {
@@ -99,7 +101,24 @@ impl Caps {
                 "SMTPUTF8" => caps.smtputf8 = true,
                 "DSN" => caps.dsn = true,
                 "STARTTLS" => caps.starttls = true,
-                _ => {}
+                "AUTH" => {
+                    for m in words {
+                        let m = m.to_ascii_uppercase();
+                        if !caps.auth.contains(&m) {
+                            caps.auth.push(m);
+                        }
+                    }
+                }
+                other => {
+                    if let Some(list) = other.strip_prefix("AUTH=") {
+                        for m in std::iter::once(list).chain(words) {
+                            let m = m.to_ascii_uppercase();
+                            if !m.is_empty() && !caps.auth.contains(&m) {
+                                caps.auth.push(m);
+                            }
+                        }
+                    }
+                }
             }
         }
         caps
@@ -184,12 +203,15 @@ mod tests {
                 "8BITMIME".into(),
                 "DSN".into(),
                 "starttls".into(),
+                "AUTH PLAIN login".into(),
+                "AUTH=PLAIN XOAUTH2".into(),
             ],
         };
         let caps = Caps::parse(&r);
         assert!(caps.pipelining && caps.eightbitmime && caps.dsn && !caps.smtputf8);
         assert!(caps.starttls);
         assert_eq!(caps.size, Some(1000));
+        assert_eq!(caps.auth, vec!["PLAIN", "LOGIN", "XOAUTH2"]);
     }
 
     #[test]
