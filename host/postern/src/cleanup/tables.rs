@@ -50,7 +50,7 @@ pub fn open(list: &[String]) -> Result<Arc<Tables>, LookupError> {
 /// The table-list parameters read outside smtpd (cleanup, the queue manager, the delivery
 /// agents), by name. smtpd's own tables (access tables, recipient validation) are opened
 /// when it builds its restriction policy.
-pub fn params(cfg: &Config) -> [(&'static str, &[String]); 12] {
+pub fn params(cfg: &Config) -> [(&'static str, &[String]); 13] {
     [
         ("canonical_maps", &cfg.canonical_maps),
         ("sender_canonical_maps", &cfg.sender_canonical_maps),
@@ -64,6 +64,7 @@ pub fn params(cfg: &Config) -> [(&'static str, &[String]); 12] {
         ("nested_header_checks", &cfg.nested_header_checks),
         ("body_checks", &cfg.body_checks),
         ("smtp_tls_policy_maps", &cfg.smtp_tls.policy_maps),
+        ("smtp_sasl_password_maps", &cfg.smtp_sasl.password_maps),
     ]
 }
 
