@@ -250,34 +250,9 @@ fn load_roots(ca_file: &str, ca_path: &str) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
-/// What a finished client handshake established.
+/// What a finished client handshake established (no SNI is sent, so none is recorded).
 pub fn summary(conn: &rustls::ClientConnection) -> TlsSummary {
-    let protocol = match conn.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
-        Some(v) => format!("{v:?}"),
-        None => "unknown".to_string(),
-    };
-    let suite = conn
-        .negotiated_cipher_suite()
-        .map(|s| format!("{:?}", s.suite()))
-        .unwrap_or_else(|| "unknown".into());
-    // rustls says TLS13_AES_256_GCM_SHA384; IANA (and OpenSSL) TLS_AES_256_GCM_SHA384.
-    let cipher = match suite.strip_prefix("TLS13_") {
-        Some(rest) => format!("TLS_{rest}"),
-        None => suite,
-    };
-    let bits = if cipher.contains("_256_") || cipher.contains("CHACHA20") {
-        256
-    } else {
-        128
-    };
-    TlsSummary {
-        protocol,
-        cipher,
-        bits,
-        sni: None,
-    }
+    TlsSummary::of(conn, None)
 }
 
 /// The handshake accepts any certificate; [`ClientTls::check`] judges it afterwards. The

@@ -112,34 +112,9 @@ impl ServerTls {
     }
 }
 
-/// What a finished handshake established, in the words Postfix logs: `TLSv1.3`, the IANA suite
-/// name (`TLS_AES_256_GCM_SHA384`; rustls says `TLS13_…`), the cipher's key bits.
+/// What a finished handshake established, with the name the client asked for (SNI).
 pub fn summary(conn: &rustls::ServerConnection) -> TlsSummary {
-    let protocol = match conn.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
-        Some(v) => format!("{v:?}"),
-        None => "unknown".to_string(),
-    };
-    let suite = conn
-        .negotiated_cipher_suite()
-        .map(|s| format!("{:?}", s.suite()))
-        .unwrap_or_else(|| "unknown".to_string());
-    let cipher = match suite.strip_prefix("TLS13_") {
-        Some(rest) => format!("TLS_{rest}"),
-        None => suite,
-    };
-    let bits = if cipher.contains("_256_") || cipher.contains("CHACHA20") {
-        256
-    } else {
-        128
-    };
-    TlsSummary {
-        protocol,
-        cipher,
-        bits,
-        sni: conn.server_name().map(str::to_string),
-    }
+    TlsSummary::of(conn, conn.server_name().map(str::to_string))
 }
 
 /// Whether smtpd's configuration asks for TLS at all (STARTTLS offered or required, or a
