@@ -495,6 +495,11 @@ fn finish(
 /// Arrival in microseconds: the queue ID's timestamp when it agrees with the envelope (it is more
 /// precise), else the envelope's seconds.
 fn arrival_micros(env: &Envelope) -> u64 {
+    if let Some(us) = env.arrival_micros() {
+        return us;
+    }
+    // Queue files without a fraction: the queue ID's time when it is close (pool files get
+    // their IDs ahead of use, so it can be early by up to a minute), else the whole second.
     let from_env = env.arrival.saturating_mul(1_000_000);
     let from_id = env.id.micros();
     if from_id.abs_diff(from_env) < 2_000_000 {

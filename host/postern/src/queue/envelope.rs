@@ -87,6 +87,9 @@ pub struct Envelope {
     pub id: QueueId,
     /// Unix seconds when the message was first queued.
     pub arrival: u64,
+    /// The same instant in Unix microseconds, for the log's `delay=` (the `arrival` record's
+    /// fraction). Only trusted while it agrees with `arrival` ([`Envelope::arrival_micros`]).
+    pub arrival_us: u64,
     /// Envelope sender; "" is the null sender.
     pub sender: String,
     pub ret: Option<Ret>,
@@ -106,11 +109,26 @@ pub struct Envelope {
     pub filter: Option<String>,
 }
 
+/// `arrival` is `SECONDS` or `SECONDS.MICROSECONDS` (exactly six digits).
+fn frac_ok(value: &str) -> bool {
+    value
+        .split_once('.')
+        .is_none_or(|(_, f)| f.len() == 6 && f.bytes().all(|b| b.is_ascii_digit()))
+}
+
 impl Envelope {
+    /// Arrival in Unix microseconds, when `arrival_us` agrees with `arrival` (code that sets
+    /// `arrival` alone, e.g. a bounce stamped now, makes the fraction meaningless).
+    pub fn arrival_micros(&self) -> Option<u64> {
+        (self.arrival_us / 1_000_000 == self.arrival).then_some(self.arrival_us)
+    }
+
     pub fn new(id: QueueId, sender: impl Into<String>, origin: Origin) -> Envelope {
+        let now = crate::time::now_micros();
         Envelope {
             id,
-            arrival: crate::time::now_secs(),
+            arrival: now / 1_000_000,
+            arrival_us: now,
             sender: sender.into(),
             ret: None,
             envid: None,
@@ -139,7 +157,10 @@ impl Envelope {
         let mut s = String::with_capacity(256 + 64 * self.recipients.len());
         s.push_str("postern-queue 1\n");
         s.push_str(&format!("id {}\n", self.id));
-        s.push_str(&format!("arrival {}\n", self.arrival));
+        match self.arrival_micros() {
+            Some(us) => s.push_str(&format!("arrival {}.{:06}\n", self.arrival, us % 1_000_000)),
+            None => s.push_str(&format!("arrival {}\n", self.arrival)),
+        }
         s.push_str(&format!("sender {}\n", xtext::encode(&self.sender)));
         if let Some(ret) = self.ret {
             s.push_str(match ret {
@@ -228,7 +249,17 @@ impl Envelope {
             let dec = |v: &str| xtext::decode(v).ok_or_else(|| format!("bad xtext in `{line}`"));
             match key {
                 "id" => id = Some(QueueId::parse(rest).ok_or("bad queue id")?),
-                "arrival" => env.arrival = rest.parse().map_err(|_| "bad arrival")?,
+                "arrival" => {
+                    let (secs, frac) = rest.split_once('.').unwrap_or((rest, ""));
+                    env.arrival = secs.parse().map_err(|_| "bad arrival")?;
+                    let frac = if frac.is_empty() {
+                        Ok(0)
+                    } else {
+                        frac.parse::<u64>()
+                    };
+                    let frac = frac.ok().filter(|_| frac_ok(rest)).ok_or("bad arrival")?;
+                    env.arrival_us = env.arrival.saturating_mul(1_000_000) + frac;
+                }
                 "sender" => env.sender = dec(rest)?,
                 "ret" => {
                     env.ret = Some(match rest {
@@ -351,6 +382,41 @@ mod tests {
         r.reason = Some("5.1.1 unknown user: \"bob\"".into());
         env.recipients.push(r);
         env
+    }
+
+    #[test]
+    fn arrival_keeps_microseconds_and_old_files_still_read() {
+        let env = sample();
+        let text = String::from_utf8(env.encode(0)).expect("utf8");
+        let line = format!(
+            "arrival {}.{:06}\n",
+            env.arrival,
+            env.arrival_us % 1_000_000
+        );
+        assert!(text.contains(&line), "{text}");
+        let (back, _) = Envelope::decode(&env.encode(0)).expect("decode");
+        assert_eq!(back.arrival_micros(), Some(env.arrival_us));
+
+        // A file from before the fraction existed: whole seconds.
+        let old = text.replace(&line, &format!("arrival {}\n", env.arrival));
+        let (back, _) = Envelope::decode(old.as_bytes()).expect("decode");
+        assert_eq!(back.arrival, env.arrival);
+        assert_eq!(back.arrival_micros(), Some(env.arrival * 1_000_000));
+
+        for bad in [".5", "1.5", "12.1234567", "12.12345x", "x"] {
+            let broken = text.replace(&line, &format!("arrival {bad}\n"));
+            assert!(Envelope::decode(broken.as_bytes()).is_err(), "{bad}");
+        }
+
+        // Setting `arrival` alone (a bounce stamped now) drops the stale fraction.
+        let mut moved = env.clone();
+        moved.arrival += 100;
+        assert_eq!(moved.arrival_micros(), None);
+        let text = String::from_utf8(moved.encode(0)).expect("utf8");
+        assert!(
+            text.contains(&format!("arrival {}\n", moved.arrival)),
+            "{text}"
+        );
     }
 
     #[test]

@@ -141,6 +141,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             name: self.ctx.client.name.clone(),
         };
         let mut env = Envelope::new(id, txn.sender, origin);
+        env.arrival_us = txn.started_us;
+        env.arrival = txn.started_us / 1_000_000;
         env.ret = txn.params.ret;
         env.envid = txn.params.envid;
         env.body = txn.params.body;

@@ -103,6 +103,7 @@ impl Transaction {
             rcpt_tried: false,
             bdat: None,
             instance: next_instance(),
+            started_us: crate::time::now_micros(),
             plugins: postern_runtime::Transaction::new(),
             sender_verdict: None,
             early_merged: false,

@@ -123,6 +123,9 @@ pub(super) struct Transaction {
     pub bdat: Option<super::bdat::Chunks>,
     /// Postfix's policy `instance`: the same for every request of this transaction.
     pub instance: String,
+    /// When MAIL FROM was accepted (Unix microseconds): the message's arrival, so that the
+    /// log's `delay=` includes its transmission, as in Postfix.
+    pub started_us: u64,
     /// The plugin scope of this transaction: what Wasm plugins recorded for later plugins
     /// (e.g. an SPF result a DMARC plugin reads) and the instances they keep until it ends.
     pub plugins: postern_runtime::Transaction,
