@@ -146,8 +146,8 @@ pub fn is_fqdn(domain: &str, smtputf8: bool) -> bool {
 }
 
 /// The request attributes of SMTPD_POLICY_README (Postfix 3.x), in its order. Attributes
-/// Postern has no value for (client certificates, `sasl_sender` — MAIL FROM's AUTH= is not
-/// taken —, the server address) are sent empty, as Postfix does when they do not apply.
+/// Postern has no value for (client certificates, the server address) are sent empty, as
+/// Postfix does when they do not apply.
 pub fn policy_attributes(f: &Facts) -> Vec<(&'static str, String)> {
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     let tls = f.tls.as_ref();
@@ -169,7 +169,7 @@ pub fn policy_attributes(f: &Facts) -> Vec<(&'static str, String)> {
         ("instance", f.instance.clone()),
         ("sasl_method", opt(&f.sasl_method)),
         ("sasl_username", opt(&f.sasl_username)),
-        ("sasl_sender", String::new()),
+        ("sasl_sender", opt(&f.sasl_sender)),
         ("size", f.size.to_string()),
         ("ccert_subject", String::new()),
         ("ccert_issuer", String::new()),

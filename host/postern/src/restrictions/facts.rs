@@ -24,6 +24,8 @@ pub struct Facts {
     pub sasl_username: Option<String>,
     /// SASL mechanism of that login (`PLAIN`, `LOGIN`).
     pub sasl_method: Option<String>,
+    /// MAIL FROM's `AUTH=` value (RFC 4954 §5), where AUTH is enabled: policy `sasl_sender`.
+    pub sasl_sender: Option<String>,
     /// The session's TLS protocol and cipher, once encrypted.
     pub tls: Option<crate::tls::TlsSummary>,
     /// The transaction declared SMTPUTF8 (non-ASCII domains allowed).
@@ -59,6 +61,7 @@ impl Facts {
             recipient: None,
             sasl_username: None,
             sasl_method: None,
+            sasl_sender: None,
             tls: None,
             smtputf8: false,
             recipient_count: 0,

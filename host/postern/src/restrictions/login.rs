@@ -125,6 +125,7 @@ mod tests {
         let mut f = Facts::new("192.0.2.1".parse().expect("ip"));
         f.sasl_username = Some("alice".into());
         f.sasl_method = Some("PLAIN".into());
+        f.sasl_sender = Some("alice@example.org".into());
         if tls {
             f.tls = Some(TlsSummary {
                 protocol: "TLSv1.3".into(),
@@ -157,7 +158,7 @@ mod tests {
         };
         assert_eq!(get("sasl_method"), Some("PLAIN"));
         assert_eq!(get("sasl_username"), Some("alice"));
-        assert_eq!(get("sasl_sender"), Some(""));
+        assert_eq!(get("sasl_sender"), Some("alice@example.org"));
         assert_eq!(get("encryption_protocol"), Some("TLSv1.3"));
         assert_eq!(get("encryption_cipher"), Some("TLS_AES_256_GCM_SHA384"));
         assert_eq!(get("encryption_keysize"), Some("256"));

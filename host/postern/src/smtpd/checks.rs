@@ -37,6 +37,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             f.instance = t.instance.clone();
             f.plugins = Some(t.plugins.clone());
             f.size = t.params.size.unwrap_or(0);
+            f.sasl_sender = t.params.auth.clone();
         }
         f
     }
