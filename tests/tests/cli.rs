@@ -185,3 +185,44 @@ fn newaliases_builds_every_alias_database() {
     ]);
     assert_eq!(stdout(&q), "root\n");
 }
+
+#[test]
+fn flush_of_one_site_retries_only_its_mail() {
+    // Both destinations are deferred (the relay host refuses connections).
+    let server = Server::start("relayhost = [127.0.0.1]:1");
+    let mut ids = Vec::new();
+    for rcpt in ["someone@a.example", "someone@b.example"] {
+        let mut s = server.connect();
+        s.ehlo("client.example.org");
+        s.mail_from("a@example.org", "250");
+        s.rcpt_to(rcpt, "250");
+        ids.push(postern_tests::TestSession::queue_id(
+            &s.data("Subject: remote\r\n\r\nx\r\n", "250 2.0.0"),
+        ));
+        s.cmd("QUIT", "221");
+    }
+    let wait = std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + wait;
+    while server.queue_files("deferred").len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = server.cli(&["queue", "flush", "A.example"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(said.contains(&format!("{}: requeued", ids[0])), "{said}");
+    assert!(!said.contains(&ids[1]), "{said}");
+    // The daemon tries the a.example message again at once; b.example keeps its retry time.
+    let attempts = |id: &str| {
+        server
+            .log()
+            .lines()
+            .filter(|l| l.contains(&format!("{id}: to=<")))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + wait;
+    while attempts(&ids[0]) < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(attempts(&ids[0]), 2, "{}", server.log());
+    assert_eq!(attempts(&ids[1]), 1, "{}", server.log());
+}

@@ -375,7 +375,9 @@ fn flush(queue_dir: &Path) -> CliResult {
 }
 
 /// Per-site flush (Postfix `postqueue -s site`): deferred messages with a pending recipient in
-/// `site` (or a subdomain of it) are requeued, then the daemon is told to run the queue.
+/// `site` (or a subdomain of it) are requeued; the requeue tells a running daemon to rescan
+/// (SIGUSR2), which delivers them now and leaves every other deferred message's retry time
+/// alone.
 fn flush_site(queue_dir: &Path, site: &str) -> CliResult {
     let entries = match open_existing(queue_dir)? {
         Some(spool) => scan(&spool, &[QueueDir::Deferred])?,
@@ -396,8 +398,7 @@ fn flush_site(queue_dir: &Path, site: &str) -> CliResult {
         ids,
         queues: vec![QueueDir::Deferred],
     };
-    queue_admin::requeue(queue_dir, &sel)?;
-    flush(queue_dir)
+    queue_admin::requeue(queue_dir, &sel)
 }
 
 /// `user@site` or `user@host.site`, case-insensitively.
