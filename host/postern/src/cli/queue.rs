@@ -385,7 +385,11 @@ fn flush_site(queue_dir: &Path, site: &str) -> CliResult {
     };
     let ids: Vec<QueueId> = entries
         .into_iter()
-        .filter(|e| e.recipients.iter().any(|(r, _)| in_site(r, site)))
+        .filter(|e| {
+            e.recipients
+                .iter()
+                .any(|(r, _)| crate::qmgr::in_site(r, site))
+        })
         .map(|e| e.id)
         .collect();
     if ids.is_empty() {
@@ -399,15 +403,6 @@ fn flush_site(queue_dir: &Path, site: &str) -> CliResult {
         queues: vec![QueueDir::Deferred],
     };
     queue_admin::requeue(queue_dir, &sel)
-}
-
-/// `user@site` or `user@host.site`, case-insensitively.
-fn in_site(address: &str, site: &str) -> bool {
-    let Some((_, domain)) = address.rsplit_once('@') else {
-        return false;
-    };
-    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    domain == site || domain.ends_with(&format!(".{site}"))
 }
 
 #[cfg(test)]

@@ -52,9 +52,16 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub(crate) enum Cmd {
     New(QueueId),
     Flush,
+    /// Deferred mail with a pending recipient in this domain (or a subdomain) is due now.
+    FlushSite(String),
+    /// The deferred messages a site flush found.
+    DueNow(Vec<QueueId>),
     Pickup,
     Rescan,
-    Done { id: QueueId, next: Option<u64> },
+    Done {
+        id: QueueId,
+        next: Option<u64>,
+    },
     Scanned(Scan),
 }
 
@@ -94,6 +101,14 @@ impl QmgrHandle {
     /// Make every deferred message due now and rescan `incoming/` and `deferred/`.
     pub fn flush(&self) {
         self.send(Cmd::Flush);
+    }
+
+    /// ETRN / per-site flush: deferred mail with a pending recipient in `site` (or one of its
+    /// subdomains) is retried now; other deferred mail keeps its retry time.
+    pub fn flush_site(&self, site: &str) {
+        self.send(Cmd::FlushSite(
+            site.trim_start_matches('@').to_ascii_lowercase(),
+        ));
     }
 
     /// Scan `maildrop/` now (it is also polled every second).
@@ -272,6 +287,31 @@ impl Scheduler {
                 }
                 self.start_scan(true);
             }
+            Cmd::FlushSite(site) => {
+                let ids: Vec<QueueId> = self.deferred.ids().cloned().collect();
+                let shared = self.shared.clone();
+                tokio::task::spawn_blocking(move || {
+                    let due = ids
+                        .into_iter()
+                        .filter(|id| {
+                            shared
+                                .spool
+                                .load(QueueDir::Deferred, id)
+                                .is_ok_and(|(env, _)| {
+                                    env.pending().any(|(_, r)| in_site(&r.address, &site))
+                                })
+                        })
+                        .collect();
+                    let _ = shared.tx.send(Cmd::DueNow(due));
+                });
+            }
+            Cmd::DueNow(ids) => {
+                for id in ids {
+                    if self.deferred.contains(&id) {
+                        self.deferred.insert(id, 0);
+                    }
+                }
+            }
             Cmd::Pickup => self.pickup.notify_one(),
             Cmd::Rescan => self.start_scan(false),
             Cmd::Done { id, next } => {
@@ -444,4 +484,13 @@ fn scan_dirs(spool: &Spool, known: &HashSet<QueueId>, known_deferred: &HashSet<Q
         Err(e) => crate::error!("qmgr", "cannot list deferred queue: {e}"),
     }
     scan
+}
+
+/// `user@site` or `user@host.site`, case-insensitively (`site` is lowercase).
+pub fn in_site(address: &str, site: &str) -> bool {
+    let Some((_, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    domain == site || domain.strip_suffix(site).is_some_and(|d| d.ends_with('.'))
 }

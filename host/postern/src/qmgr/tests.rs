@@ -381,3 +381,40 @@ fn smtp_jobs_respect_the_destination_recipient_limit() {
     assert_eq!(jobs.len(), 4, "plus one local job");
     let _ = std::fs::remove_dir_all(root);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_flush_retries_only_that_site() {
+    let t = Env::start("siteflush", &[("relayhost", "[127.0.0.1]:1")], |_| {}).await;
+    let a = message("alice@localhost", &["x@a.example"]);
+    let b = message("alice@localhost", &["y@b.example"]);
+    for env in [&a, &b] {
+        t.spool
+            .store(QueueDir::Incoming, env, CONTENT)
+            .expect("store");
+        t.handle.new_message(env.id.clone());
+    }
+    let attempts = |id: &QueueId| {
+        t.spool
+            .load(QueueDir::Deferred, id)
+            .map(|(env, _)| env.attempts)
+            .unwrap_or(0)
+    };
+    eventually("both deferred", || {
+        attempts(&a.id) == 1 && attempts(&b.id) == 1
+    })
+    .await;
+    t.handle.flush_site("Sub.A.example");
+    t.handle.flush_site("a.example");
+    eventually("a.example retried", || attempts(&a.id) == 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(attempts(&b.id), 1, "b.example keeps its retry time");
+    t.stop().await;
+}
+
+#[test]
+fn sites_are_domains_and_their_subdomains() {
+    assert!(in_site("bob@example.org", "example.org"));
+    assert!(in_site("bob@MX.Example.ORG.", "example.org"));
+    assert!(!in_site("bob@notexample.org", "example.org"));
+    assert!(!in_site("bob", "example.org"));
+}

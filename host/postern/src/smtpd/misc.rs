@@ -99,7 +99,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let r = Reply::new(501, "", "Error: invalid parameter syntax");
             return self.fail(r).await;
         }
-        self.ctx.qmgr.flush();
+        // RFC 1985: retry the mail queued for the site (`@domain`: and its subdomains; Postern
+        // includes subdomains for both forms). Other deferred mail keeps its retry time.
+        self.ctx.qmgr.flush_site(site);
         self.ok(Reply::new(250, "", "Queuing started")).await
     }
 
