@@ -158,6 +158,7 @@ const PARAMS: &[ParamDef] = &[
     p("smtp_tls_policy_maps", "", "Per-next-hop TLS policy tables: level and match= attributes."),
     p("smtp_tls_secure_cert_match", "nexthop, dot-nexthop", "Names a certificate must match at security level secure."),
     p("smtp_tls_security_level", "may", "Outbound TLS: none, may, encrypt, verify or secure (Postfix default: empty = none)."),
+    p("smtp_tls_servername", "", "TLS SNI the smtp client sends: empty (none), hostname (the MX host), nexthop, or a name."),
     p("smtp_tls_verify_cert_match", "hostname", "Names a certificate must match at security level verify."),
     p("smtpd_banner", "$myhostname ESMTP $mail_name", "Text after the 220 code in the SMTP greeting."),
     p("smtpd_client_auth_rate_limit", "0", "Maximal AUTH commands per client address per anvil_rate_time_unit; 0 means no limit."),

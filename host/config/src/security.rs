@@ -107,6 +107,8 @@ pub struct SmtpTls {
     pub secure_cert_match: Vec<String>,
     /// `smtp_starttls_timeout` (default 300s).
     pub starttls_timeout: Duration,
+    /// `smtp_tls_servername` (default empty = no SNI): `hostname`, `nexthop` or a literal name.
+    pub servername: String,
 }
 
 /// `smtpd_sasl_type`.
@@ -272,6 +274,7 @@ impl Builder<'_> {
             verify_cert_match: self.list("smtp_tls_verify_cert_match"),
             secure_cert_match: self.list("smtp_tls_secure_cert_match"),
             starttls_timeout: self.time("smtp_starttls_timeout", 's', true),
+            servername: self.string("smtp_tls_servername"),
         }
     }
 

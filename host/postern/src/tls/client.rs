@@ -26,7 +26,10 @@ use super::TlsSummary;
 
 /// The client TLS state of one configuration.
 pub struct ClientTls {
+    /// Without SNI (Postfix's default).
     pub config: Arc<ClientConfig>,
+    /// The same with SNI, for `smtp_tls_servername`.
+    pub config_sni: Arc<ClientConfig>,
     provider: Arc<CryptoProvider>,
     /// Trust anchors; `Err` names the file that could not be read.
     roots: OnceLock<Result<Arc<RootCertStore>, String>>,
@@ -140,9 +143,11 @@ impl ClientTls {
                 .map_err(|e| format!("smtp_tls_cert_file {cert_file}: {e}"))?
         };
         // Postfix sends no SNI unless smtp_tls_servername asks for it.
+        let config_sni = Arc::new(config.clone());
         config.enable_sni = false;
         let tls = ClientTls {
             config: Arc::new(config),
+            config_sni,
             provider,
             roots: OnceLock::new(),
             ca_file: ca_file.trim().to_string(),

@@ -23,7 +23,8 @@
 //!   NOTIFY, ORCPT) when offered.
 //! - STARTTLS at levels none, may (default), encrypt, verify, secure, with per-next-hop
 //!   `smtp_tls_policy_maps` entries (`level [match=…]`), `smtp_tls_CAfile`/`CApath`, a client
-//!   certificate, and the TLS protocol and cipher in the delivery log line (`tls=…`).
+//!   certificate, SNI when `smtp_tls_servername` asks for it, and the TLS protocol and cipher in
+//!   the delivery log line (`tls=…`).
 //! - `smtp_fallback_relay`, except for mail whose next hop is the relayhost.
 //! - SMTP AUTH to relays ([`sasl`]): PLAIN or LOGIN with `smtp_sasl_password_maps` credentials,
 //!   never in the clear unless `smtp_sasl_security_options` allows it.
@@ -41,8 +42,7 @@
 //!   `smtp_starttls_timeout`).
 //!
 //! # Not implemented yet
-//! DANE and `fingerprint` TLS levels, `smtp_tls_servername` (no SNI
-//! is sent, as with Postfix's default), a persistent TLS session cache (sessions are resumed
+//! DANE and `fingerprint` TLS levels, a persistent TLS session cache (sessions are resumed
 //! from rustls's in-memory cache only), `protocols=`/`ciphers=` in the policy table
 //! (accepted, ignored: rustls has only TLS 1.2/1.3 with safe suites), certificate CN matching
 //! (only subjectAltName is used),

@@ -37,6 +37,23 @@ pub struct Tls {
     pub timeout: Duration,
     /// `smtp_tls_loglevel`.
     pub loglevel: u32,
+    /// `smtp_tls_servername`: empty (no SNI), `hostname`, `nexthop`, or a literal name.
+    pub servername: String,
+}
+
+impl Tls {
+    /// The SNI name to send to the server `host`, per `smtp_tls_servername`.
+    pub fn sni(&self, host: &str) -> Option<String> {
+        let name = match self.servername.as_str() {
+            "" => return None,
+            "hostname" => host,
+            "nexthop" => self.nexthop.as_str(),
+            other => other,
+        };
+        let name = name.trim_end_matches('.');
+        // SNI carries host names only (RFC 6066 §3), never address literals.
+        (!name.is_empty() && name.parse::<std::net::IpAddr>().is_err()).then(|| name.to_string())
+    }
 }
 
 impl Default for Tls {
@@ -46,6 +63,7 @@ impl Default for Tls {
             client: None,
             matches: Vec::new(),
             nexthop: String::new(),
+            servername: String::new(),
             timeout: Duration::from_secs(300),
             loglevel: 0,
         }
@@ -181,6 +199,7 @@ pub fn plan(cfg: &Arc<Config>, written: &str, hop: &Nexthop) -> Result<Tls, Outc
         nexthop: hop.host.clone(),
         timeout: t.starttls_timeout,
         loglevel: t.loglevel,
+        servername: t.servername.trim().to_string(),
     };
     if level == ClientTlsLevel::None {
         return Ok(tls);

@@ -75,13 +75,20 @@ impl<S: Upgrade> Session<'_, S> {
             let text = format!("host {} sent data after its reply to STARTTLS", self.peer);
             return Err(Attempt::Next(defer(4, 5, 0, &self.relay, text)));
         }
-        // No SNI is sent (Postfix's default); the name only keys rustls's session cache.
-        let name = ServerName::try_from(self.host.clone())
-            .unwrap_or(ServerName::IpAddress(Ipv4Addr::UNSPECIFIED.into()));
-        let handshake = timeout(
-            tls.timeout,
-            io.into_inner().start_tls(client.config.clone(), name),
-        );
+        // SNI only when smtp_tls_servername asks for it (Postfix's default is none); without
+        // it the name only keys rustls's session cache.
+        let (config, name) = match tls
+            .sni(&self.host)
+            .and_then(|n| ServerName::try_from(n).ok())
+        {
+            Some(sni) => (client.config_sni.clone(), sni),
+            None => (
+                client.config.clone(),
+                ServerName::try_from(self.host.clone())
+                    .unwrap_or(ServerName::IpAddress(Ipv4Addr::UNSPECIFIED.into())),
+            ),
+        };
+        let handshake = timeout(tls.timeout, io.into_inner().start_tls(config, name));
         let (stream, hs) = match handshake.await {
             Ok(Ok(done)) => done,
             Ok(Err(e)) => return Err(self.handshake_failed(e.to_string(), queue_id)),

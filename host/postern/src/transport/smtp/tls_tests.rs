@@ -35,6 +35,8 @@ enum Starttls {
 struct Seen {
     plain: String,
     tls: String,
+    /// The SNI name the client sent, if any.
+    sni: Option<String>,
 }
 
 /// A server for `connections` sessions in a row.
@@ -58,6 +60,7 @@ async fn serve(starttls: Starttls, connections: usize) -> (SocketAddr, JoinHandl
                     Starttls::Offered(cfg) => {
                         let acceptor = tokio_rustls::TlsAcceptor::from(cfg.clone());
                         if let Ok(tls) = acceptor.accept(io.into_inner()).await {
+                            seen.sni = tls.get_ref().1.server_name().map(str::to_string);
                             let mut io = BufReader::new(tls);
                             dialog(&mut io, &mut seen.tls, false).await;
                         }
@@ -227,6 +230,7 @@ fn settings(level: ClientTlsLevel, ca_file: Option<&PathBuf>, matches: &[&str]) 
             nexthop: "example.test".into(),
             timeout: t,
             loglevel: 1,
+            servername: String::new(),
         },
         cache: None,
         sasl: None,
@@ -480,4 +484,22 @@ async fn unreadable_tls_files_defer_at_encrypt_and_fall_back_at_may() {
     ]);
     let tls = policy::plan(&cfg, "[127.0.0.1]:25", &hop).expect("plaintext");
     assert_eq!(tls.level, ClientTlsLevel::None);
+}
+
+#[tokio::test]
+async fn sni_only_when_smtp_tls_servername_asks() {
+    let pki = pki(&["mx.example.test"], "sni");
+    let (addr, server) = serve(Starttls::Offered(pki.server.clone()), 3).await;
+    let mut s = settings(ClientTlsLevel::May, None, &[]);
+    assert!(send(&s, "mx.example.test", addr).await[0].is_sent());
+    s.tls.servername = "hostname".into();
+    assert!(send(&s, "mx.example.test", addr).await[0].is_sent());
+    s.tls.servername = "submit.example.net".into();
+    assert!(send(&s, "mx.example.test", addr).await[0].is_sent());
+    let seen = server.await.expect("server");
+    let sni: Vec<Option<&str>> = seen.iter().map(|s| s.sni.as_deref()).collect();
+    assert_eq!(
+        sni,
+        vec![None, Some("mx.example.test"), Some("submit.example.net")]
+    );
 }
