@@ -90,6 +90,15 @@ fn pid() -> u32 {
     *PID.get_or_init(std::process::id)
 }
 
+/// Client-supplied text as it may appear in a log line: at most 100 characters, control
+/// characters as `?` (Postfix `printable()`).
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .take(100)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 /// `info!("smtpd", "{id}: client={name}[{addr}]")`
 #[macro_export]
 macro_rules! info {

@@ -40,6 +40,13 @@ struct Site {
     wake: Arc<Notify>,
 }
 
+impl Site {
+    /// Deliveries the window allows at once: its whole part, at least 1, at most the limit.
+    fn room(&self, limits: Limits) -> usize {
+        (self.window.floor() as usize).clamp(1, limits.max.max(1))
+    }
+}
+
 /// The limits one acquisition uses (from the configuration epoch of the delivery).
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -106,8 +113,7 @@ impl Sites {
                     site.dead_until = None;
                     site.window = 1.0;
                 }
-                let window = (site.window.floor() as usize).clamp(1, limits.max.max(1));
-                if site.active < window {
+                if site.active < site.room(limits) {
                     site.active += 1;
                     return Ok(self.slot(key, limits));
                 }
@@ -137,9 +143,8 @@ impl Sites {
         let Ok(map) = self.map.lock() else {
             return true;
         };
-        map.get(key).is_none_or(|s| {
-            s.dead_until.is_some() || s.active < (s.window.floor() as usize).clamp(1, limits.max)
-        })
+        map.get(key)
+            .is_none_or(|s| s.dead_until.is_some() || s.active < s.room(limits))
     }
 
     /// `postern queue flush`: every dead destination gets another chance now.

@@ -164,14 +164,7 @@ pub fn qualify(username: &str, local_domain: &str) -> String {
     }
 }
 
-/// A client-supplied name as it may appear in a log line: at most 100 characters, control
-/// characters as `?` (Postfix `printable()`).
-pub fn printable(text: &str) -> String {
-    text.chars()
-        .take(100)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
+pub use crate::log::printable;
 
 #[cfg(test)]
 mod tests {

@@ -616,8 +616,5 @@ fn ending_of(e: IoError) -> Ending {
 
 /// Command line for a log line: at most 100 characters, non-printables as `?`.
 pub(super) fn printable(line: &[u8]) -> String {
-    String::from_utf8_lossy(&line[..line.len().min(100)])
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    crate::log::printable(&String::from_utf8_lossy(&line[..line.len().min(100)]))
 }

@@ -73,11 +73,11 @@ pub struct Idle {
     pub uses: u32,
 }
 
-impl Idle {
-    /// Whether the connection may be parked again under `policy`.
-    pub fn reusable(&self, policy: &Policy) -> bool {
-        self.born.elapsed() < policy.age_limit
-            && (policy.use_limit == 0 || self.uses < policy.use_limit)
+impl Policy {
+    /// Whether a connection made at `born` that carried `uses` transactions may be parked
+    /// again.
+    pub fn allows_reuse(&self, born: Instant, uses: u32) -> bool {
+        born.elapsed() < self.age_limit && (self.use_limit == 0 || uses < self.use_limit)
     }
 }
 

@@ -417,9 +417,7 @@ impl<'s, S: Upgrade> Session<'s, S> {
         let policy = self.settings.cache.as_ref();
         let idle_buffer_empty = self.io.as_ref().is_some_and(|io| io.buffer().is_empty());
         if let (Some(policy), true, true) = (policy, self.clean, idle_buffer_empty) {
-            let fresh = self.born.elapsed() < policy.age_limit
-                && (policy.use_limit == 0 || self.uses < policy.use_limit);
-            if fresh {
+            if policy.allows_reuse(self.born, self.uses) {
                 if let Some(stream) = self.io.take().and_then(|io| io.into_inner().into_stream()) {
                     let idle = Idle {
                         io: BufReader::new(stream),
