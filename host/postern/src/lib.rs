@@ -28,6 +28,7 @@
 //! this crate is where I/O happens.
 
 pub mod address;
+pub mod blocking;
 pub mod bounce;
 pub mod cleanup;
 pub mod cli;

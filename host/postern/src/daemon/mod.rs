@@ -74,11 +74,20 @@ pub fn run(loaded: LoadedConfig, config_dir: Option<PathBuf>) -> anyhow::Result<
 
 /// [`run`] with command-line overrides that a reload must keep.
 pub fn run_with(loaded: LoadedConfig, opts: Options) -> anyhow::Result<()> {
+    // Tokio's own variable, read here because the inline limit below depends on it.
+    let workers = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .thread_name("postern")
         .build()
         .context("cannot start the async runtime")?;
+    // At least one worker always stays free for the other connections (src/blocking.rs).
+    crate::blocking::set_inline_limit(workers.saturating_sub(1));
     let to_file = !loaded.main.maillog_file.is_empty();
     let result = start_and_serve(&rt, loaded, opts);
     // Sessions that ignored the stop are cut off here; nothing they held was acknowledged.

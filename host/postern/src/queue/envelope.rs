@@ -21,18 +21,27 @@
 //! rcpt P bob@example.com notify=FAILURE,DELAY orcpt=rfc822;bob@example.com
 //! rcpt D carol@example.com
 //! rcpt F dave@example.com reason=5.1.1+20unknown+20user
+//! sealed                              (a seal line follows the content)
 //! size 1234
 //!
 //! <1234 bytes of content>
+//! seal 1a2b3c4d
+//! <anything: bytes a longer earlier message left behind>
 //! ```
 //!
 //! Recipient states: `P` pending, `D` done (delivered), `F` failed (bounced or dropped).
 //! Everything after `=` in `reason=`, `orcpt=` and every address is xtext so a line never holds a
-//! space or newline that belongs to a value. A file whose content length differs from `size` is
-//! corrupt: it is never delivered.
+//! space or newline that belongs to a value.
+//!
+//! The seal is the CRC-32 of everything before it. It lets a file be rewritten in place without
+//! shrinking it (see `spool.rs`: that keeps the write out of the file system journal) and still
+//! be told apart from a torn write or a recycled file's old content: a file whose seal does not
+//! match, or whose content is shorter than `size`, is corrupt and never delivered. Files written
+//! before seals existed have no `sealed` record and must end exactly after the content.
 
 use postern_proto::params::{Body, Notify, Ret};
 use postern_proto::xtext;
+use std::ops::Range;
 
 use super::QueueId;
 
@@ -151,9 +160,23 @@ impl Envelope {
             .filter(|(_, r)| r.state == RcptState::Pending)
     }
 
-    /// Serialises the record header (everything before the content) for a message of
-    /// `content_len` bytes.
+    /// The whole sealed file for this envelope and `content`: header, content, seal line.
+    pub fn encode_sealed(&self, content: &[u8]) -> Vec<u8> {
+        let mut file = self.encode_header(content.len(), true);
+        file.reserve(content.len() + SEAL_LEN);
+        file.extend_from_slice(content);
+        let crc = crc32fast::hash(&file);
+        file.extend_from_slice(format!("seal {crc:08x}\n").as_bytes());
+        file
+    }
+
+    /// Serialises the record header (everything before the content) of an unsealed file for a
+    /// message of `content_len` bytes: the file must end right after the content.
     pub fn encode(&self, content_len: usize) -> Vec<u8> {
+        self.encode_header(content_len, false)
+    }
+
+    fn encode_header(&self, content_len: usize, sealed: bool) -> Vec<u8> {
         let mut s = String::with_capacity(256 + 64 * self.recipients.len());
         s.push_str("postern-queue 1\n");
         s.push_str(&format!("id {}\n", self.id));
@@ -222,12 +245,40 @@ impl Envelope {
             }
             s.push('\n');
         }
+        if sealed {
+            s.push_str("sealed\n");
+        }
         s.push_str(&format!("size {content_len}\n\n"));
         s.into_bytes()
     }
 
-    /// Parses a whole queue file; returns the envelope and the byte offset where content starts.
-    pub fn decode(file: &[u8]) -> Result<(Envelope, usize), String> {
+    /// Parses a queue file; returns the envelope and where its content lies in `file`. `file`
+    /// may go on after a sealed message's seal line (old bytes of a longer earlier message).
+    pub fn decode(file: &[u8]) -> Result<(Envelope, Range<usize>), String> {
+        let (env, head) = Envelope::decode_header(file)?;
+        let content = head.content_start..head.content_start + head.size;
+        if !head.sealed {
+            if file.len() != content.end {
+                return Err(format!(
+                    "content is {} bytes, record says {} (truncated file?)",
+                    file.len() - head.content_start,
+                    head.size
+                ));
+            }
+            return Ok((env, content));
+        }
+        let seal = file
+            .get(content.end..content.end + SEAL_LEN)
+            .ok_or("content shorter than its size record, or no seal (torn write?)")?;
+        let expected = format!("seal {:08x}\n", crc32fast::hash(&file[..content.end]));
+        if seal != expected.as_bytes() {
+            return Err("seal does not match the content (torn write?)".into());
+        }
+        Ok((env, content))
+    }
+
+    /// Parses the record header alone. `file` must hold at least the header's blank line.
+    pub fn decode_header(file: &[u8]) -> Result<(Envelope, Header), String> {
         let end = find_blank_line(file).ok_or("no end of record header")?;
         let head = std::str::from_utf8(&file[..end]).map_err(|_| "record header is not UTF-8")?;
         let content_start = end + 1;
@@ -244,6 +295,7 @@ impl Envelope {
             },
         );
         let mut size = None;
+        let mut sealed = false;
         for line in lines {
             let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
             let dec = |v: &str| xtext::decode(v).ok_or_else(|| format!("bad xtext in `{line}`"));
@@ -285,6 +337,7 @@ impl Envelope {
                 "filter" => env.filter = Some(dec(rest)?),
                 "rcpt" => env.recipients.push(decode_rcpt(rest, &dec)?),
                 "size" => size = Some(rest.parse::<usize>().map_err(|_| "bad size")?),
+                "sealed" => sealed = true,
                 // Unknown records from a newer version are skipped, as Postfix skips
                 // unknown attribute records.
                 _ => {}
@@ -292,16 +345,35 @@ impl Envelope {
         }
         env.id = id.ok_or("missing id record")?;
         let size = size.ok_or("missing size record")?;
-        if file.len() - content_start != size {
-            return Err(format!(
-                "content is {} bytes, record says {size} (truncated file?)",
-                file.len() - content_start
-            ));
-        }
         if env.recipients.is_empty() {
             return Err("no recipients".into());
         }
-        Ok((env, content_start))
+        let header = Header {
+            content_start,
+            size,
+            sealed,
+        };
+        Ok((env, header))
+    }
+}
+
+/// Length of the seal line, `seal 1a2b3c4d\n`.
+pub const SEAL_LEN: usize = 14;
+
+/// Where a queue file's parts are, from its record header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub content_start: usize,
+    /// Content length in bytes (the `size` record).
+    pub size: usize,
+    /// A seal line follows the content.
+    pub sealed: bool,
+}
+
+impl Header {
+    /// Bytes of the file a reader needs: header, content and seal.
+    pub fn file_len(&self) -> usize {
+        self.content_start + self.size + if self.sealed { SEAL_LEN } else { 0 }
     }
 }
 
@@ -395,6 +467,8 @@ mod tests {
         );
         assert!(text.contains(&line), "{text}");
         let (back, _) = Envelope::decode(&env.encode(0)).expect("decode");
+        let (sealed, _) = Envelope::decode(&env.encode_sealed(b"")).expect("decode");
+        assert_eq!(sealed.arrival_micros(), Some(env.arrival_us));
         assert_eq!(back.arrival_micros(), Some(env.arrival_us));
 
         // A file from before the fraction existed: whole seconds.
@@ -425,9 +499,34 @@ mod tests {
         let content = b"Subject: hi\r\n\r\nbody\r\n";
         let mut file = env.encode(content.len());
         file.extend_from_slice(content);
-        let (back, start) = Envelope::decode(&file).expect("decodes");
+        let (back, range) = Envelope::decode(&file).expect("decodes");
         assert_eq!(back, env);
-        assert_eq!(&file[start..], content);
+        assert_eq!(&file[range], content);
+    }
+
+    #[test]
+    fn sealed_files_ignore_what_follows_and_catch_torn_writes() {
+        let env = sample();
+        let content = b"Subject: hi\r\n\r\nbody\r\n";
+        let file = env.encode_sealed(content);
+        assert!(file.ends_with(b"\n") && file[file.len() - SEAL_LEN..].starts_with(b"seal "));
+        let (back, range) = Envelope::decode(&file).expect("decodes");
+        assert_eq!((back, &file[range]), (env.clone(), &content[..]));
+
+        // Rewritten in place over a longer file: the old tail is ignored.
+        let mut longer = file.clone();
+        longer.extend_from_slice(b"old content of an earlier, longer message\r\n");
+        let (_, range) = Envelope::decode(&longer).expect("old tail ignored");
+        assert_eq!(&longer[range], content);
+
+        // Any changed byte before the seal, a missing seal, or a short file: corrupt.
+        for at in [0, 20, file.len() - SEAL_LEN - 3, file.len() - 2] {
+            let mut torn = file.clone();
+            torn[at] ^= 0x20;
+            assert!(Envelope::decode(&torn).is_err(), "byte {at} changed");
+        }
+        assert!(Envelope::decode(&file[..file.len() - SEAL_LEN]).is_err());
+        assert!(Envelope::decode(&file[..file.len() - 20]).is_err());
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! `corrupt` (unreadable files, kept for inspection). `tmp` holds files being written; nothing in
 //! it is mail until it has been renamed into one of the queues.
 //!
-//! Durability rule: a file is written under `tmp/`, `fsync`ed, renamed into its queue, and the
-//! queue directory is `fsync`ed — only then does the caller report success (and smtpd say 250).
+//! Durability rule: a message is written under its final name into a file whose name is already
+//! durable (or the directory is `fsync`ed after), sealed, marked complete and `fdatasync`ed; only
+//! then does the caller report success (and smtpd say 250). `docs/queue-format.md` has the
+//! details and the crash cases.
 
 mod envelope;
 mod id;

@@ -2,11 +2,13 @@
 //!
 //! A new file needs two things on disk before the client may hear 250: its content and inode
 //! (the file's fsync) and its name in the queue directory (the directory's fsync). The pool does
-//! the second ahead of time: a filler thread puts empty, *incomplete* files (mode 0600) into
-//! `incoming/` under fresh queue IDs, fsyncs the directory once for the whole batch, and only
-//! then offers them. smtpd reserves one when a transaction gets its first recipient (that is when
+//! the second ahead of time: a filler thread puts *incomplete* files (mode 0600, at least one
+//! [`GROW_STEP`](super::spool::GROW_STEP) long with their blocks allocated) into `incoming/`
+//! under fresh queue IDs, fsyncs the directory once for the whole batch, and only then offers
+//! them. smtpd reserves one when a transaction gets its first recipient (that is when
 //! the queue ID is born, as in Postfix); at end of data the message is written into it, marked
-//! complete and fsynced — the name was already durable.
+//! complete and `fdatasync`ed — the name was already durable, and the write fits in the file's
+//! allocated blocks, so no journal commit is needed either.
 //!
 //! Files come from the spares that finished messages leave behind (see [`super::Spool::remove`])
 //! so the steady state allocates no inodes. Offered files older than [`MAX_AGE`] are renamed to
@@ -183,6 +185,20 @@ fn filler(weak: Weak<Pool>, root: PathBuf) {
     }
 }
 
+/// Creates an incomplete pool file with one [`GROW_STEP`](super::spool::GROW_STEP) of zeros,
+/// written and allocated, so that the first message that fits is written over allocated blocks
+/// (see `spool::write_complete`).
+fn create_presized(dest: &std::path::Path) -> std::io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(super::spool::MODE_INCOMPLETE)
+        .open(dest)?;
+    let zeros = [0u8; super::spool::GROW_STEP as usize];
+    std::io::Write::write_all(&mut f, &zeros)?;
+    f.sync_data()
+}
+
 /// Makes up to `need` new pool files plus fresh names for `stale` ones, then one directory
 /// fsync. Returns the IDs now safe to offer.
 fn fill(spool: &Spool, pool: &Pool, need: usize, stale: Vec<QueueId>) -> Vec<QueueId> {
@@ -201,13 +217,7 @@ fn fill(spool: &Spool, pool: &Pool, need: usize, stale: Vec<QueueId>) -> Vec<Que
         let reused = pool.take_spare().is_some_and(|spare| {
             fs::set_permissions(&spare, incomplete).is_ok() && fs::rename(&spare, &dest).is_ok()
         });
-        let created = reused
-            || OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(super::spool::MODE_INCOMPLETE)
-                .open(&dest)
-                .is_ok();
+        let created = reused || create_presized(&dest).is_ok();
         if created {
             made.push(id);
         }

@@ -170,12 +170,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         let config = self.ctx.settings.config.clone();
         let spool = self.ctx.spool.clone();
-        let result = tokio::task::spawn_blocking(move || {
+        let work = move || {
             let stored = cleanup::enqueue_full(&config, &spool, env, &content, protocol, &actions);
             drop(reservation);
             stored
-        })
-        .await;
+        };
+        let result = crate::blocking::run(work).await;
         let reply = match result {
             Ok(Ok(stored)) => {
                 let env = stored.env;
