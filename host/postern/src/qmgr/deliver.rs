@@ -350,9 +350,15 @@ struct Report {
 }
 
 impl Report {
-    /// No notification to queue.
+    /// No notification to queue: no failure, no delay, and no delivered recipient asked for a
+    /// success notice (RFC 3461 NOTIFY=SUCCESS; most never do).
     fn is_quiet(&self) -> bool {
-        self.failure.is_empty() && self.success.is_empty() && self.delay.is_empty()
+        self.failure.is_empty()
+            && self.delay.is_empty()
+            && !self
+                .success
+                .iter()
+                .any(|l| bounce::wanted(DsnKind::Success, l.notify))
     }
 }
 
@@ -531,7 +537,26 @@ fn part(us: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::part;
+    use super::{part, DsnRecipient, EnhancedCode, Report};
+
+    #[test]
+    fn only_a_requested_notice_makes_a_report_loud() {
+        use crate::queue::Recipient;
+        let line = |notify: Option<&str>| {
+            let mut r = Recipient::new("bob@example.com");
+            r.notify = notify.and_then(postern_proto::params::Notify::parse);
+            DsnRecipient::new(&r, EnhancedCode::new(2, 0, 0), "delivered")
+        };
+        let mut report = Report::default();
+        report.success.push(line(None));
+        report.success.push(line(Some("FAILURE,DELAY")));
+        assert!(report.is_quiet(), "plain deliveries need no notification");
+        report.success.push(line(Some("SUCCESS")));
+        assert!(!report.is_quiet());
+        let mut report = Report::default();
+        report.delay.push(line(None));
+        assert!(!report.is_quiet());
+    }
 
     #[test]
     fn delays_look_like_postfix() {

@@ -404,8 +404,13 @@ async fn a_site_flush_retries_only_that_site() {
     })
     .await;
     t.handle.flush_site("Sub.A.example");
-    t.handle.flush_site("a.example");
-    eventually("a.example retried", || attempts(&a.id) == 2).await;
+    // The files say "deferred" a moment before the scheduler hears of it; a flush in between
+    // finds nothing to retry, so it is repeated until one lands.
+    eventually("a.example retried", || {
+        t.handle.flush_site("a.example");
+        attempts(&a.id) >= 2
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(attempts(&b.id), 1, "b.example keeps its retry time");
     t.stop().await;
