@@ -85,7 +85,7 @@ pub fn emit(level: Level, service: &str, args: Arguments<'_>) {
 
 /// The process ID, read once: `std::process::id()` is a system call each time, and every log
 /// line shows it. (The daemon never forks after logging starts, so it cannot change.)
-fn pid() -> u32 {
+pub fn pid() -> u32 {
     static PID: OnceLock<u32> = OnceLock::new();
     *PID.get_or_init(std::process::id)
 }

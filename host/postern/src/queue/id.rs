@@ -23,7 +23,7 @@ impl QueueId {
     pub fn generate() -> QueueId {
         let micros = crate::time::now_micros();
         let seq = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tail = ((u64::from(std::process::id()) & 0x3ff) << 15) | (seq & 0x7fff);
+        let tail = ((u64::from(crate::log::pid()) & 0x3ff) << 15) | (seq & 0x7fff);
         let mut s = String::with_capacity(16);
         push_base32(&mut s, micros, 11);
         push_base32(&mut s, tail, 5);

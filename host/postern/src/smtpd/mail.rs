@@ -87,7 +87,7 @@ fn next_instance() -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     format!(
         "{:x}.{:x}.{:x}",
-        std::process::id(),
+        crate::log::pid(),
         crate::time::now_secs(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     )

@@ -25,7 +25,7 @@ pub fn unique_name(hostname: &str) -> String {
         "{}.M{}P{}Q{}.{}",
         now / 1_000_000,
         now % 1_000_000,
-        std::process::id(),
+        crate::log::pid(),
         n,
         host
     )
