@@ -46,6 +46,9 @@ struct State {
     reserved: HashSet<QueueId>,
     /// Finished queue files waiting in `tmp/` for reuse.
     spares: Vec<PathBuf>,
+    /// Finished queue files already renamed into `incoming/` under fresh IDs (incomplete),
+    /// waiting for the filler's next directory fsync before they are offered.
+    unsynced: Vec<QueueId>,
     /// A filler thread serves this pool (only the daemon starts one).
     filled: bool,
 }
@@ -90,6 +93,27 @@ impl Pool {
         if let Ok(mut st) = self.state.lock() {
             st.spares.push(path);
         }
+    }
+
+    /// True when a finished queue file should go straight back into `incoming/` as a pool file
+    /// (see [`super::Spool::remove`]): a filler serves this pool and it is not full.
+    pub(super) fn wants_recycled(&self) -> bool {
+        self.state
+            .lock()
+            .is_ok_and(|st| st.filled && st.ready.len() + st.unsynced.len() < 2 * TARGET)
+    }
+
+    /// A finished file now in `incoming/` as `id` (incomplete); offered after the next
+    /// directory fsync.
+    pub(super) fn add_unsynced(&self, id: QueueId) {
+        if let Ok(mut st) = self.state.lock() {
+            st.unsynced.push(id);
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn unsynced_len(&self) -> usize {
+        self.state.lock().map_or(0, |st| st.unsynced.len())
     }
 
     pub(super) fn set_spares(&self, spares: Vec<PathBuf>) {
@@ -156,7 +180,7 @@ pub(super) fn start_filler(spool: &Spool) {
 fn filler(weak: Weak<Pool>, root: PathBuf) {
     loop {
         let Some(pool) = weak.upgrade() else { return };
-        let (need, stale) = {
+        let (need, stale, recycled) = {
             let Ok(st) = pool.state.lock() else { return };
             let now = crate::time::now_secs();
             let idle = |s: &mut State| {
@@ -171,13 +195,15 @@ fn filler(weak: Weak<Pool>, root: PathBuf) {
             };
             let cut = st.ready.partition_point(|(_, t)| *t + MAX_AGE < now);
             let stale: Vec<QueueId> = st.ready.drain(..cut).map(|(id, _)| id).collect();
-            (TARGET.saturating_sub(st.ready.len()), stale)
+            let recycled = std::mem::take(&mut st.unsynced);
+            let need = TARGET.saturating_sub(st.ready.len() + recycled.len());
+            (need, stale, recycled)
         };
-        if need == 0 && stale.is_empty() {
+        if need == 0 && stale.is_empty() && recycled.is_empty() {
             continue;
         }
         let spool = Spool::from_parts(root.clone(), pool.clone());
-        let made = fill(&spool, &pool, need, stale);
+        let made = fill(&spool, &pool, need, stale, recycled);
         let now = crate::time::now_secs();
         if let Ok(mut st) = pool.state.lock() {
             st.ready.extend(made.into_iter().map(|id| (id, now)));
@@ -200,9 +226,17 @@ fn create_presized(dest: &std::path::Path) -> std::io::Result<()> {
 }
 
 /// Makes up to `need` new pool files plus fresh names for `stale` ones, then one directory
-/// fsync. Returns the IDs now safe to offer.
-fn fill(spool: &Spool, pool: &Pool, need: usize, stale: Vec<QueueId>) -> Vec<QueueId> {
-    let mut made = Vec::with_capacity(need + stale.len());
+/// fsync, which also makes the names of `recycled` files durable. Returns the IDs now safe to
+/// offer.
+fn fill(
+    spool: &Spool,
+    pool: &Pool,
+    need: usize,
+    stale: Vec<QueueId>,
+    recycled: Vec<QueueId>,
+) -> Vec<QueueId> {
+    let mut made = recycled;
+    made.reserve(need + stale.len());
     for old in stale {
         let id = QueueId::generate();
         let from = spool.path(QueueDir::Incoming, &old);

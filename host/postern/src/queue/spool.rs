@@ -372,9 +372,23 @@ impl Spool {
     }
 
     /// Deletes a message (delivery finished, or an admin's `queue delete`). The file leaves the
-    /// queue with one atomic rename into `tmp/`, where it waits as a spare for reuse.
+    /// queue with one atomic rename: in the daemon, straight back into `incoming/` under a fresh
+    /// queue ID as a pool file (made incomplete first, so its old content is never mail under
+    /// the new name; the pool offers it after its next directory fsync); otherwise into `tmp/`,
+    /// where it waits as a spare for reuse.
     pub fn remove(&self, dir: QueueDir, id: &QueueId) -> Result<(), QueueError> {
         let p = self.path(dir, id);
+        if self.pool.wants_recycled()
+            && fs::set_permissions(&p, fs::Permissions::from_mode(MODE_INCOMPLETE)).is_ok()
+        {
+            let fresh = QueueId::generate();
+            if fs::rename(&p, self.path(QueueDir::Incoming, &fresh)).is_ok() {
+                self.pool.add_unsynced(fresh);
+                return Ok(());
+            }
+            // Still here: it must stay visible until it is gone.
+            let _ = fs::set_permissions(&p, fs::Permissions::from_mode(MODE_COMPLETE));
+        }
         if self.pool.has_room_for_spare() {
             let spare = self.root.join("tmp").join(format!("{SPARE_PREFIX}{id}"));
             fs::rename(&p, &spare).map_err(io_err(&p))?;
@@ -744,6 +758,51 @@ mod tests {
         }
         assert!(!stale.exists() && !torn_path.exists(), "recycled as spares");
         assert!(spool.path(QueueDir::Corrupt, &odd).exists());
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn the_daemon_recycles_finished_files_straight_into_the_pool() {
+        let root = tempdir("recycle");
+        let spool = Spool::open(&root).expect("open");
+        spool.start_pool();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !spool
+            .path(QueueDir::Incoming, spool.reserve().id())
+            .exists()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the filler made no files"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let env = one_rcpt(QueueId::generate());
+        spool
+            .store(QueueDir::Active, &env, b"done\r\n")
+            .expect("store");
+        let before = fs::read_dir(spool.dir(QueueDir::Incoming))
+            .expect("dir")
+            .count();
+        spool.remove(QueueDir::Active, &env.id).expect("remove");
+        assert_eq!(spool.locate(&env.id), None);
+        assert_eq!(fs::read_dir(root.join("tmp")).expect("tmp").count(), 0);
+        assert_eq!(
+            fs::read_dir(spool.dir(QueueDir::Incoming))
+                .expect("dir")
+                .count(),
+            before + 1,
+            "back in incoming/ under a fresh ID"
+        );
+        assert!(
+            spool.list(QueueDir::Incoming).expect("list").is_empty(),
+            "not mail"
+        );
+        // The filler makes its name durable within its next round and then offers it.
+        while spool.pool.unsynced_len() > 0 {
+            assert!(std::time::Instant::now() < deadline, "never offered");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = fs::remove_dir_all(&root);
     }
 }
