@@ -119,3 +119,51 @@ fn kill_9_during_load_loses_no_acknowledged_message() {
         "corrupt files after kill -9"
     );
 }
+
+/// A power loss can keep a queue file's data (flushed before the 250) and lose its mode change
+/// to "complete" (not flushed). The next start must find it by its seal and deliver it, and
+/// must not take a recycled file's old, correctly sealed content for mail under its new name.
+#[test]
+fn a_sealed_file_whose_mode_change_was_lost_is_delivered_after_restart() {
+    use std::os::unix::fs::PermissionsExt;
+
+    use postern::queue::{Envelope, Origin, QueueDir, QueueId, Recipient, Spool};
+
+    let mut server = Server::start("");
+    server.stop();
+    let spool = Spool::open(&server.dir.path().join("queue")).expect("open spool");
+    let incomplete = || std::fs::Permissions::from_mode(0o600);
+    let message = |subject: &str| {
+        let mut env = Envelope::new(
+            QueueId::generate(),
+            "alice@example.org",
+            Origin::Local {
+                user: "alice".into(),
+            },
+        );
+        env.recipients.push(Recipient::new("sink@localhost"));
+        let content = format!("Subject: {subject}\r\n\r\nbody\r\n");
+        spool
+            .store(QueueDir::Incoming, &env, content.as_bytes())
+            .expect("store");
+        env.id
+    };
+    let acked = message("acknowledged");
+    std::fs::set_permissions(spool.path(QueueDir::Incoming, &acked), incomplete()).expect("chmod");
+    // A finished file recycled into the pool under a fresh ID, its old content intact.
+    let old = message("already delivered");
+    let recycled = spool.path(QueueDir::Incoming, &QueueId::generate());
+    std::fs::rename(spool.path(QueueDir::Incoming, &old), &recycled).expect("rename");
+    std::fs::set_permissions(&recycled, incomplete()).expect("chmod");
+
+    server.spawn();
+    let mail = server.wait_for_mail("sink", 1, Duration::from_secs(20));
+    assert!(mail[0].contains("Subject: acknowledged"), "{}", mail[0]);
+    server.wait_for_log(&format!("{acked}: removed"), Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    let mail = read_maildir(&server.maildir_new("sink"));
+    assert_eq!(mail.len(), 1, "only the acknowledged message: {mail:?}");
+    assert!(server.log().contains("marked complete again after a crash"));
+    assert!(server.queue_files("corrupt").is_empty());
+    server.stop();
+}
