@@ -2,8 +2,10 @@
 //! delivery").
 //!
 //! A message is written completely into `tmp/` under a name no other delivery can choose, then
-//! hard-linked into `new/` (falling back to `rename` where links are not supported); then the
-//! file and `new/` are `fsync`ed. Only then is the delivery reported: the queue file is removed
+//! moved into `new/` by a rename that refuses to replace an existing file (`renameat2` with
+//! `RENAME_NOREPLACE`; where that is not supported, a hard link and an unlink, as the Maildir
+//! spec describes, or a plain rename on file systems without links); then the file and `new/`
+//! are `fsync`ed. Only then is the delivery reported: the queue file is removed
 //! after this returns, so the Maildir copy must already survive a crash.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -124,49 +126,123 @@ pub fn deliver(
     content: &[u8],
     written: &mut dyn FnMut(),
 ) -> io::Result<PathBuf> {
-    ensure(dir)?;
     let name = unique_name(hostname);
     let tmp = dir.join("tmp").join(&name);
     let new = dir.join("new").join(&name);
     let mut data = Vec::with_capacity(head.len() + content.len());
     data.extend_from_slice(head);
     crlf_to_lf(content, &mut data);
-    let result =
-        write_and_link(&tmp, &new, &data, written).and_then(|()| sync_dir(&dir.join("new")));
-    // The tmp name is gone after a link+unlink or rename; after a failure it must not linger.
-    let _ = fs::remove_file(&tmp);
+    let result = create_tmp(dir, &tmp).and_then(|f| {
+        if write_and_publish(f, &tmp, &new, &data, written)? {
+            // Linked, not renamed: the tmp name is still there.
+            let _ = fs::remove_file(&tmp);
+        }
+        sync_dir(&dir.join("new"))
+    });
     if result.is_err() {
-        // Not durable, so not delivered: the retry must not find a second copy.
+        // Not durable, so not delivered: the retry must not find a second copy, and a
+        // half-written tmp file must not linger.
+        let _ = fs::remove_file(&tmp);
         let _ = fs::remove_file(&new);
     }
     result.map(|()| new)
 }
 
-/// Writes the file completely under `tmp/`, links it into `new/`, then fsyncs it. Readers only
-/// ever see complete files in `new/` (the write finished before the link), and fsyncing after
-/// the link lets a journaling file system commit data, inode and directory entry in one
-/// transaction; the caller's fsync of `new/` then finds nothing left to commit.
-fn write_and_link(
+/// Creates the file in `tmp/`. The Maildir is created (see [`ensure`]) only when that fails
+/// because it does not exist yet, so a delivery to an existing Maildir costs no extra look-ups.
+fn create_tmp(dir: &Path, tmp: &Path) -> io::Result<File> {
+    let open = || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(tmp)
+    };
+    match open() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            ensure(dir)?;
+            open()
+        }
+        other => other,
+    }
+}
+
+/// Writes the file completely under `tmp/`, moves it into `new/`, then fsyncs it. Readers only
+/// ever see complete files in `new/` (the write finished before the move), and fsyncing after
+/// the move lets a journaling file system commit data, inode and directory entry in one
+/// transaction; the caller's fsync of `new/` then finds nothing left to commit. Returns true
+/// when the file was hard-linked (the tmp name still exists), false when it was renamed.
+fn write_and_publish(
+    mut f: File,
     tmp: &Path,
     new: &Path,
     data: &[u8],
     written: &mut dyn FnMut(),
-) -> io::Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(tmp)?;
+) -> io::Result<bool> {
     f.write_all(data)?;
-    match fs::hard_link(tmp, new) {
-        Ok(()) => {}
+    let linked = publish(tmp, new)?;
+    written();
+    f.sync_all()?;
+    Ok(linked)
+}
+
+/// Moves `tmp` to `new` without ever replacing an existing message: one `renameat2` with
+/// `RENAME_NOREPLACE` where the kernel and file system support it, else a hard link (the
+/// Maildir spec's way; the caller unlinks `tmp`), else a plain rename (file systems without
+/// hard links). Returns true when it linked.
+fn publish(tmp: &Path, new: &Path) -> io::Result<bool> {
+    match rename_noreplace(tmp, new) {
+        Ok(()) => return Ok(false),
         // A name collision means the unique name was not unique: never overwrite a message.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(e),
-        // File systems without hard links (some FUSE/overlay setups): rename is atomic too.
-        Err(_) => fs::rename(tmp, new)?,
+        Err(e) if !unsupported(&e) => return Err(e),
+        Err(_) => {}
     }
-    written();
-    f.sync_all()
+    match fs::hard_link(tmp, new) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(e),
+        Err(_) => fs::rename(tmp, new).map(|()| false),
+    }
+}
+
+/// `renameat2` flags this kernel or file system does not know.
+fn unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP)
+    )
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))
+    };
+    let (from, to) = (c(from)?, c(to)?);
+    // SAFETY: both are valid NUL-terminated paths that outlive the call; renameat2 reads them
+    // and nothing else.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn rename_noreplace(_from: &Path, _to: &Path) -> io::Result<()> {
+    Err(io::Error::from_raw_os_error(libc::ENOSYS))
 }
 
 #[cfg(test)]
@@ -214,6 +290,28 @@ mod tests {
         );
         assert_eq!(fs::read_dir(md.join("tmp")).expect("tmp").count(), 0);
         assert!(md.join("cur").is_dir());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_existing_message_is_never_replaced() {
+        let dir = std::env::temp_dir().join(format!(
+            "postern-maildir-clash-{}-{}",
+            std::process::id(),
+            crate::time::now_micros()
+        ));
+        ensure(&dir).expect("maildir");
+        let (tmp, new) = (dir.join("tmp/x"), dir.join("new/x"));
+        fs::write(&new, b"first").expect("write");
+        fs::write(&tmp, b"second").expect("write");
+        let err = publish(&tmp, &new).expect_err("a clash is refused");
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&new).expect("read"), b"first");
+        fs::remove_file(&new).expect("rm");
+        if !publish(&tmp, &new).expect("moved") {
+            assert!(!tmp.exists(), "renamed: the tmp name is gone");
+        }
+        assert_eq!(fs::read(&new).expect("read"), b"second");
         let _ = fs::remove_dir_all(&dir);
     }
 }
