@@ -383,7 +383,25 @@ fn reloading_plugins_under_load_fails_no_transaction() {
     assert!(!log.contains("warning: plugin"), "{log}");
     // Every accepted message is delivered.
     let mail = server.wait_for_mail("erin", total, Duration::from_secs(30));
-    assert_eq!(mail.len(), total);
+    if mail.len() != total {
+        let log = server.log();
+        let odd: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                !l.contains("status=sent")
+                    && (l.contains("status=") || l.contains("warning") || l.contains("error"))
+            })
+            .take(20)
+            .collect();
+        panic!(
+            "{} of {total} delivered; queue: incoming {:?} active {:?} deferred {:?}; log:\n{}",
+            mail.len(),
+            server.queue_files("incoming"),
+            server.queue_files("active"),
+            server.queue_files("deferred"),
+            odd.join("\n")
+        );
+    }
     // New sessions see the last epoch.
     let mut s = server.connect();
     s.ehlo("client.example.org");
