@@ -256,24 +256,7 @@ impl Envelope {
     /// may go on after a sealed message's seal line (old bytes of a longer earlier message).
     pub fn decode(file: &[u8]) -> Result<(Envelope, Range<usize>), String> {
         let (env, head) = Envelope::decode_header(file)?;
-        let content = head.content_start..head.content_start + head.size;
-        if !head.sealed {
-            if file.len() != content.end {
-                return Err(format!(
-                    "content is {} bytes, record says {} (truncated file?)",
-                    file.len() - head.content_start,
-                    head.size
-                ));
-            }
-            return Ok((env, content));
-        }
-        let seal = file
-            .get(content.end..content.end + SEAL_LEN)
-            .ok_or("content shorter than its size record, or no seal (torn write?)")?;
-        let expected = format!("seal {:08x}\n", crc32fast::hash(&file[..content.end]));
-        if seal != expected.as_bytes() {
-            return Err("seal does not match the content (torn write?)".into());
-        }
+        let content = head.check(file)?;
         Ok((env, content))
     }
 
@@ -374,6 +357,30 @@ impl Header {
     /// Bytes of the file a reader needs: header, content and seal.
     pub fn file_len(&self) -> usize {
         self.content_start + self.size + if self.sealed { SEAL_LEN } else { 0 }
+    }
+
+    /// Checks that `file` (the file this header was parsed from) holds the whole content, and
+    /// its seal when sealed; returns where the content lies.
+    pub fn check(&self, file: &[u8]) -> Result<Range<usize>, String> {
+        let content = self.content_start..self.content_start + self.size;
+        if !self.sealed {
+            if file.len() != content.end {
+                return Err(format!(
+                    "content is {} bytes, record says {} (truncated file?)",
+                    file.len().saturating_sub(self.content_start),
+                    self.size
+                ));
+            }
+            return Ok(content);
+        }
+        let seal = file
+            .get(content.end..content.end + SEAL_LEN)
+            .ok_or("content shorter than its size record, or no seal (torn write?)")?;
+        let expected = format!("seal {:08x}\n", crc32fast::hash(&file[..content.end]));
+        if seal != expected.as_bytes() {
+            return Err("seal does not match the content (torn write?)".into());
+        }
+        Ok(content)
     }
 }
 

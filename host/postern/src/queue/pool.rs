@@ -220,8 +220,7 @@ fn create_presized(dest: &std::path::Path) -> std::io::Result<()> {
         .create_new(true)
         .mode(super::spool::MODE_INCOMPLETE)
         .open(dest)?;
-    let zeros = [0u8; super::spool::GROW_STEP as usize];
-    std::io::Write::write_all(&mut f, &zeros)?;
+    std::io::Write::write_all(&mut f, &super::spool::ZEROS)?;
     f.sync_data()
 }
 

@@ -6,6 +6,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::envelope::Header;
 use super::pool::{self, Pool, Reservation, MAX_SPARES};
 use super::{Envelope, QueueId};
 
@@ -76,6 +77,8 @@ fn is_complete(mode: u32) -> bool {
 /// Queue files grow in whole steps of this many bytes, zero-filled: a later, slightly longer
 /// message still fits without the file growing (growing is a journal commit).
 pub(super) const GROW_STEP: u64 = 4096;
+/// One step of the zeros that fill it.
+pub(super) static ZEROS: [u8; GROW_STEP as usize] = [0; GROW_STEP as usize];
 /// A recycled file this much longer than the message written into it is cut back
 /// (see [`write_complete`]).
 const SHRINK_FACTOR: u64 = 4;
@@ -195,8 +198,9 @@ impl Spool {
     /// [`Spool::clean_tmp`]); true when it was.
     fn restore_sealed(&self, dir: QueueDir, id: &QueueId) -> bool {
         let path = self.path(dir, id);
-        let sealed = read_queue_file(&path).is_ok_and(|bytes| {
-            Envelope::decode(&bytes).is_ok_and(|(env, _)| env.id == *id && bytes_sealed(&bytes))
+        let sealed = read_queue_file(&path).is_ok_and(|(bytes, decoded)| {
+            decoded
+                .is_ok_and(|(env, head)| head.sealed && env.id == *id && head.check(&bytes).is_ok())
         });
         if !sealed {
             return false;
@@ -349,11 +353,13 @@ impl Spool {
     /// Reads and validates a queue file.
     pub fn load(&self, dir: QueueDir, id: &QueueId) -> Result<(Envelope, Vec<u8>), QueueError> {
         let path = self.path(dir, id);
-        let mut bytes = read_queue_file(&path).map_err(io_err(&path))?;
-        let (env, content) = Envelope::decode(&bytes).map_err(|reason| QueueError::Corrupt {
+        let (mut bytes, decoded) = read_queue_file(&path).map_err(io_err(&path))?;
+        let corrupt = |reason| QueueError::Corrupt {
             path: path.clone(),
             reason,
-        })?;
+        };
+        let (env, head) = decoded.map_err(corrupt)?;
+        let content = head.check(&bytes).map_err(corrupt)?;
         if &env.id != id {
             return Err(QueueError::Corrupt {
                 path,
@@ -448,7 +454,7 @@ fn write_complete(
     f.write_all(&file).map_err(io_err(path))?;
     if have < need {
         let pad = usize::try_from(whole - need).unwrap_or(0);
-        f.write_all(&vec![0; pad]).map_err(io_err(path))?;
+        f.write_all(&ZEROS[..pad]).map_err(io_err(path))?;
     } else if have > SHRINK_MIN && have > need.saturating_mul(SHRINK_FACTOR) {
         f.set_len(whole).map_err(io_err(path))?;
     }
@@ -457,9 +463,13 @@ fn write_complete(
     f.sync_data().map_err(io_err(path))
 }
 
-/// Reads the part of a queue file that holds the message: a sealed file may go on with the old
-/// bytes of a longer earlier message, which are not read.
-fn read_queue_file(path: &Path) -> io::Result<Vec<u8>> {
+/// What [`read_queue_file`] found: the file's bytes up to the end of the message, and its
+/// parsed record header (not yet checked against the bytes, see [`Header::check`]).
+type QueueFile = (Vec<u8>, Result<(Envelope, Header), String>);
+
+/// Reads the part of a queue file that holds the message and parses its record header once: a
+/// sealed file may go on with the old bytes of a longer earlier message, which are not read.
+fn read_queue_file(path: &Path) -> io::Result<QueueFile> {
     let mut f = File::open(path)?;
     let mut bytes = Vec::with_capacity(FIRST_READ as usize);
     let mut chunk = FIRST_READ;
@@ -467,31 +477,26 @@ fn read_queue_file(path: &Path) -> io::Result<Vec<u8>> {
         let before = bytes.len();
         (&mut f).take(chunk).read_to_end(&mut bytes)?;
         let eof = ((bytes.len() - before) as u64) < chunk;
-        if eof {
-            return Ok(bytes);
-        }
-        if !bytes.windows(2).any(|w| w == b"\n\n") {
+        if !eof && !bytes.windows(2).any(|w| w == b"\n\n") {
             chunk = chunk.saturating_mul(2);
             continue;
         }
-        return match Envelope::decode_header(&bytes) {
+        // Not a queue file, or cut short: what was read is enough to say so.
+        let decoded = Envelope::decode_header(&bytes);
+        match &decoded {
             Ok((_, head)) if head.sealed => {
                 let more = head.file_len().saturating_sub(bytes.len()) as u64;
                 (&mut f).take(more).read_to_end(&mut bytes)?;
                 bytes.truncate(head.file_len());
-                Ok(bytes)
             }
             // Unsealed (an older file): the content runs to the end of the file.
-            Ok(_) => f.read_to_end(&mut bytes).map(|_| bytes),
-            // Not a queue file: what was read is enough to say so.
-            Err(_) => Ok(bytes),
-        };
+            Ok(_) if !eof => {
+                f.read_to_end(&mut bytes)?;
+            }
+            _ => {}
+        }
+        return Ok((bytes, decoded));
     }
-}
-
-/// True when `bytes` (a decoded queue file) is sealed.
-fn bytes_sealed(bytes: &[u8]) -> bool {
-    Envelope::decode_header(bytes).is_ok_and(|(_, head)| head.sealed)
 }
 
 #[cfg(test)]

@@ -11,16 +11,17 @@ fn tempdir(tag: &str) -> PathBuf {
     p
 }
 
+fn one_rcpt(id: QueueId) -> Envelope {
+    let mut env = Envelope::new(id, "a@b", Origin::Local { user: "u".into() });
+    env.recipients.push(Recipient::new("c@d"));
+    env
+}
+
 #[test]
 fn store_load_move_remove() {
     let root = tempdir("basic");
     let spool = Spool::open(&root).expect("open");
-    let mut env = Envelope::new(
-        QueueId::generate(),
-        "a@b",
-        Origin::Local { user: "u".into() },
-    );
-    env.recipients.push(Recipient::new("c@d"));
+    let env = one_rcpt(QueueId::generate());
     spool
         .store(QueueDir::Incoming, &env, b"x\r\n")
         .expect("store");
@@ -45,12 +46,7 @@ fn store_load_move_remove() {
 fn files_not_marked_complete_are_not_mail() {
     let root = tempdir("incomplete");
     let spool = Spool::open(&root).expect("open");
-    let mut env = Envelope::new(
-        QueueId::generate(),
-        "a@b",
-        Origin::Local { user: "u".into() },
-    );
-    env.recipients.push(Recipient::new("c@d"));
+    let mut env = one_rcpt(QueueId::generate());
     spool
         .store(QueueDir::Incoming, &env, b"x\r\n")
         .expect("store");
@@ -122,8 +118,7 @@ fn pool_files_are_durable_before_they_are_offered_and_come_back_unused() {
 
     // Used: the message is written into the reserved file and becomes mail.
     let r = held.pop().expect("reservation");
-    let mut env = Envelope::new(r.id().clone(), "a@b", Origin::Local { user: "u".into() });
-    env.recipients.push(Recipient::new("c@d"));
+    let env = one_rcpt(r.id().clone());
     spool
         .store(QueueDir::Incoming, &env, b"pooled\r\n")
         .expect("store");
@@ -149,12 +144,6 @@ fn corrupt_files_are_reported_not_delivered() {
         Err(QueueError::Corrupt { .. })
     ));
     let _ = fs::remove_dir_all(&root);
-}
-
-fn one_rcpt(id: QueueId) -> Envelope {
-    let mut env = Envelope::new(id, "a@b", Origin::Local { user: "u".into() });
-    env.recipients.push(Recipient::new("c@d"));
-    env
 }
 
 #[test]
