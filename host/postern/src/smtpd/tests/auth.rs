@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use super::{envelope, OUTSIDER};
+use postern_config::Config;
+
 use crate::smtpd::testkit::{config, Dialog, TempSpool};
 
 /// `alice` / `wonderland` (clear text, fast) and `bob` / `builder` (bcrypt).
@@ -16,6 +18,20 @@ impl Users {
         let bob = bcrypt::hash("builder", 4).expect("bcrypt");
         std::fs::write(&p, format!("alice:{{PLAIN}}wonderland\nbob:{bob}\n")).expect("write");
         Users(p)
+    }
+}
+
+impl Users {
+    /// AUTH on against these users, allowed without TLS, plus `extra` (later entries win).
+    fn config(&self, extra: &[(&str, &str)]) -> Config {
+        let path = self.0.display().to_string();
+        let mut o: Vec<(&str, &str)> = vec![
+            ("smtpd_sasl_auth_enable", "yes"),
+            ("smtpd_sasl_path", &path),
+            ("smtpd_tls_auth_only", "no"),
+        ];
+        o.extend_from_slice(extra);
+        config(&o)
     }
 }
 
@@ -37,11 +53,7 @@ fn plain(user: &str, pw: &str) -> String {
 
 /// A session with AUTH on (no TLS needed) and relaying only for logged-in clients.
 async fn auth_session(users: &Users, spool: &TempSpool, extra: &[(&str, &str)]) -> Dialog {
-    let path = users.0.display().to_string();
     let mut o: Vec<(&str, &str)> = vec![
-        ("smtpd_sasl_auth_enable", "yes"),
-        ("smtpd_sasl_path", &path),
-        ("smtpd_tls_auth_only", "no"),
         ("smtpd_sasl_failure_delay", "0"),
         (
             "smtpd_relay_restrictions",
@@ -49,7 +61,7 @@ async fn auth_session(users: &Users, spool: &TempSpool, extra: &[(&str, &str)]) 
         ),
     ];
     o.extend_from_slice(extra);
-    let mut d = Dialog::start(config(&o), spool, OUTSIDER).await;
+    let mut d = Dialog::start(users.config(&o), spool, OUTSIDER).await;
     d.cmd("EHLO client.example.org", "250-mx.example.test")
         .await;
     d
@@ -59,16 +71,7 @@ async fn auth_session(users: &Users, spool: &TempSpool, extra: &[(&str, &str)]) 
 async fn plain_with_and_without_initial_response() {
     let users = Users::new("plain");
     let spool = TempSpool::new("smtpd-auth-plain");
-    let mut d = Dialog::start(
-        config(&[
-            ("smtpd_sasl_auth_enable", "yes"),
-            ("smtpd_sasl_path", &users.0.display().to_string()),
-            ("smtpd_tls_auth_only", "no"),
-        ]),
-        &spool,
-        OUTSIDER,
-    )
-    .await;
+    let mut d = Dialog::start(users.config(&[]), &spool, OUTSIDER).await;
     let ehlo = d.cmd("EHLO client.example.org", "250-").await;
     assert!(ehlo.contains("250-AUTH PLAIN LOGIN\r\n"), "{ehlo}");
     assert!(!ehlo.contains("AUTH="), "{ehlo}");
@@ -242,13 +245,7 @@ async fn state_checks() {
 async fn broken_clients_get_auth_equals() {
     let users = Users::new("broken");
     let spool = TempSpool::new("smtpd-auth-broken");
-    let path = users.0.display().to_string();
-    let cfg = config(&[
-        ("smtpd_sasl_auth_enable", "yes"),
-        ("smtpd_sasl_path", &path),
-        ("smtpd_tls_auth_only", "no"),
-        ("broken_sasl_auth_clients", "yes"),
-    ]);
+    let cfg = users.config(&[("broken_sasl_auth_clients", "yes")]);
     let mut d = Dialog::start(cfg, &spool, OUTSIDER).await;
     let ehlo = d.cmd("EHLO client.example.org", "250-").await;
     assert!(
@@ -261,12 +258,8 @@ async fn broken_clients_get_auth_equals() {
 async fn rate_limit_per_client() {
     let users = Users::new("rate");
     let spool = TempSpool::new("smtpd-auth-rate");
-    let path = users.0.display().to_string();
     let cfg = || {
-        config(&[
-            ("smtpd_sasl_auth_enable", "yes"),
-            ("smtpd_sasl_path", &path),
-            ("smtpd_tls_auth_only", "no"),
+        users.config(&[
             ("smtpd_sasl_failure_delay", "0"),
             ("smtpd_client_auth_rate_limit", "2"),
         ])

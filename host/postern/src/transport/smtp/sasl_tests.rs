@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -68,22 +67,9 @@ async fn serve(auth: &'static str) -> (SocketAddr, JoinHandle<String>) {
 }
 
 fn settings(secret: Secret) -> Settings {
-    let t = Duration::from_secs(5);
     Settings {
-        dialect: super::client::Dialect::Smtp,
-        helo_name: "client.test".into(),
-        myhostname: "client.test".into(),
-        connect: t,
-        helo: t,
-        mail: t,
-        rcpt: t,
-        data_init: t,
-        data_xfer: t,
-        data_done: t,
-        quit: t,
-        tls: Default::default(),
-        cache: None,
         sasl: Some(Arc::new(secret)),
+        ..super::tests::settings()
     }
 }
 

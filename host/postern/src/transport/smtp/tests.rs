@@ -93,7 +93,8 @@ async fn serve(script: Script) -> (SocketAddr, JoinHandle<String>) {
     (addr, task)
 }
 
-fn settings() -> Settings {
+/// Client settings for tests: 5 s timeouts everywhere, no TLS, no cache, no AUTH.
+pub(super) fn settings() -> Settings {
     let t = Duration::from_secs(5);
     Settings {
         dialect: super::client::Dialect::Smtp,

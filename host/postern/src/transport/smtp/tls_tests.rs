@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::client::{Dialect, Message, Settings};
+use super::client::{Message, Settings};
 use super::deliver_to;
 use super::policy::{self, Tls};
 use crate::queue::Recipient;
@@ -212,17 +212,6 @@ fn settings(level: ClientTlsLevel, ca_file: Option<&PathBuf>, matches: &[&str]) 
     let ca = ca_file.map(|p| p.display().to_string()).unwrap_or_default();
     let client = ClientTls::new(&ca, "", "", "").expect("client tls");
     Settings {
-        dialect: Dialect::Smtp,
-        helo_name: "client.test".into(),
-        myhostname: "client.test".into(),
-        connect: t,
-        helo: t,
-        mail: t,
-        rcpt: t,
-        data_init: t,
-        data_xfer: t,
-        data_done: t,
-        quit: t,
         tls: Tls {
             level,
             client: Some(Arc::new(client)),
@@ -232,8 +221,7 @@ fn settings(level: ClientTlsLevel, ca_file: Option<&PathBuf>, matches: &[&str]) 
             loglevel: 1,
             servername: String::new(),
         },
-        cache: None,
-        sasl: None,
+        ..super::tests::settings()
     }
 }
 
