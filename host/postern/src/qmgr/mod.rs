@@ -275,10 +275,9 @@ impl Scheduler {
 
     fn handle(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::New(id) => {
-                self.deferred.remove(&id);
-                self.enqueue(id, QueueDir::Incoming);
-            }
+            // Like a scan's listing, this may arrive after the message was already tried (a
+            // scan found it first): a retry time it got meanwhile is kept (see `scanned`).
+            Cmd::New(id) => self.enqueue(id, QueueDir::Incoming),
             Cmd::Flush => {
                 self.shared.sites.revive_all();
                 self.deferred.make_all_due();
@@ -379,9 +378,12 @@ impl Scheduler {
         for id in scan.active {
             self.enqueue(id, QueueDir::Active);
         }
+        // A listing can be older than what the scheduler has heard since: a message listed in
+        // incoming/ may have been tried and deferred meanwhile. Its retry time is kept; if the
+        // file is really in incoming/ again (an admin's requeue), it is delivered now and the
+        // stale retry later finds nothing.
         for id in scan.incoming {
             if !self.queued.contains(&id) {
-                self.deferred.remove(&id);
                 self.enqueue(id, QueueDir::Incoming);
             }
         }
