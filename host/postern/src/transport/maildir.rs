@@ -126,14 +126,28 @@ pub fn deliver(
     content: &[u8],
     written: &mut dyn FnMut(),
 ) -> io::Result<PathBuf> {
-    let name = unique_name(hostname);
-    let tmp = dir.join("tmp").join(&name);
-    let new = dir.join("new").join(&name);
+    deliver_as(dir, &unique_name(hostname), head, content, written)
+}
+
+/// [`deliver`] under a given file name.
+fn deliver_as(
+    dir: &Path,
+    name: &str,
+    head: &[u8],
+    content: &[u8],
+    written: &mut dyn FnMut(),
+) -> io::Result<PathBuf> {
+    let tmp = dir.join("tmp").join(name);
+    let new = dir.join("new").join(name);
     let mut data = Vec::with_capacity(head.len() + content.len());
     data.extend_from_slice(head);
     crlf_to_lf(content, &mut data);
+    // What this delivery made, so that a failure removes exactly that: a name that clashed
+    // belongs to another message (or another delivery still writing it).
+    let (mut created, mut published) = (false, false);
     let result = create_tmp(dir, &tmp).and_then(|f| {
-        if write_and_publish(f, &tmp, &new, &data, written)? {
+        created = true;
+        if write_and_publish(f, &tmp, &new, &data, written, &mut published)? {
             // Linked, not renamed: the tmp name is still there.
             let _ = fs::remove_file(&tmp);
         }
@@ -142,8 +156,12 @@ pub fn deliver(
     if result.is_err() {
         // Not durable, so not delivered: the retry must not find a second copy, and a
         // half-written tmp file must not linger.
-        let _ = fs::remove_file(&tmp);
-        let _ = fs::remove_file(&new);
+        if created {
+            let _ = fs::remove_file(&tmp);
+        }
+        if published {
+            let _ = fs::remove_file(&new);
+        }
     }
     result.map(|()| new)
 }
@@ -171,16 +189,19 @@ fn create_tmp(dir: &Path, tmp: &Path) -> io::Result<File> {
 /// ever see complete files in `new/` (the write finished before the move), and fsyncing after
 /// the move lets a journaling file system commit data, inode and directory entry in one
 /// transaction; the caller's fsync of `new/` then finds nothing left to commit. Returns true
-/// when the file was hard-linked (the tmp name still exists), false when it was renamed.
+/// when the file was hard-linked (the tmp name still exists), false when it was renamed;
+/// `published` is set once the file is in `new/`.
 fn write_and_publish(
     mut f: File,
     tmp: &Path,
     new: &Path,
     data: &[u8],
     written: &mut dyn FnMut(),
+    published: &mut bool,
 ) -> io::Result<bool> {
     f.write_all(data)?;
     let linked = publish(tmp, new)?;
+    *published = true;
     written();
     f.sync_all()?;
     Ok(linked)
@@ -312,6 +333,36 @@ mod tests {
             assert!(!tmp.exists(), "renamed: the tmp name is gone");
         }
         assert_eq!(fs::read(&new).expect("read"), b"second");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A delivery whose name is taken fails and leaves the other file alone, whether the clash
+    /// is in `new/` (a delivered message) or in `tmp/` (a delivery still writing).
+    #[test]
+    fn a_failed_delivery_removes_only_its_own_files() {
+        let dir = std::env::temp_dir().join(format!(
+            "postern-maildir-own-{}-{}",
+            std::process::id(),
+            crate::time::now_micros()
+        ));
+        ensure(&dir).expect("maildir");
+        fs::write(dir.join("new/taken"), b"delivered").expect("write");
+        let err = deliver_as(&dir, "taken", b"", b"x\r\n", &mut || {}).expect_err("clash");
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(dir.join("new/taken")).expect("kept"), b"delivered");
+        assert!(
+            !dir.join("tmp/taken").exists(),
+            "its own tmp file is removed"
+        );
+
+        fs::write(dir.join("tmp/busy"), b"in progress").expect("write");
+        let err = deliver_as(&dir, "busy", b"", b"x\r\n", &mut || {}).expect_err("clash");
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(
+            fs::read(dir.join("tmp/busy")).expect("kept"),
+            b"in progress"
+        );
+        assert!(!dir.join("new/busy").exists());
         let _ = fs::remove_dir_all(&dir);
     }
 }
