@@ -49,6 +49,28 @@ fn a_message_to_a_local_user_is_queued_and_delivered_to_maildir() {
     assert!(log.contains("status=sent"), "{log}");
 }
 
+/// smtpd hands a new message to the queue manager at the client's next command, or after a
+/// moment of silence: a client that keeps the session open without a word still gets its mail
+/// delivered long before the next queue scan (`queue_run_delay`, 300 s by default).
+#[test]
+fn mail_is_delivered_while_the_client_keeps_the_session_open() {
+    let server = Server::start("");
+    let mut s = server.connect();
+    s.ehlo("client.example.org");
+    s.mail_from("sender@example.org", "250 2.1.0");
+    s.rcpt_to("user@localhost", "250 2.1.5");
+    s.data(&message("idle-1"), "250 2.0.0 Ok: queued as ");
+    let mail = server.wait_for_mail("user", 1, Duration::from_secs(10));
+    assert_eq!(mail.len(), 1, "log:\n{}", server.log());
+    // A second transaction on the same session, again followed by silence.
+    s.mail_from("sender@example.org", "250 2.1.0");
+    s.rcpt_to("user@localhost", "250 2.1.5");
+    s.data(&message("idle-2"), "250 2.0.0 Ok: queued as ");
+    let mail = server.wait_for_mail("user", 2, Duration::from_secs(10));
+    assert_eq!(mail.len(), 2, "log:\n{}", server.log());
+    s.cmd("QUIT", "221 2.0.0");
+}
+
 #[test]
 fn sequencing_and_syntax_errors_get_postfix_codes() {
     let server = Server::start("");

@@ -4,7 +4,7 @@
 use postern_proto::{DataDecoder, DataEvent, Reply};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::io::IoError;
+use super::io::{Deferred, IoError};
 use super::session::{Flow, Session};
 use crate::cleanup::{self, CleanupError, Protocol};
 use crate::queue::{Envelope, Origin};
@@ -190,7 +190,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 } else if stored.held {
                     crate::info!("smtpd", "{}: hold: END-OF-MESSAGE from {namaddr}", env.id);
                 } else {
-                    self.ctx.qmgr.new_message(env.id.clone());
+                    let (qmgr, id) = (self.ctx.qmgr.clone(), env.id.clone());
+                    self.io.defer(Deferred::new(move || qmgr.new_message(id)));
                 }
                 // A delivered message forgives earlier errors (Postfix smtpd.c).
                 self.proto.error_count = 0;

@@ -30,6 +30,28 @@ const READ_CHUNK: usize = 16 * 1024;
 /// a client pipelining thousands of commands cannot make the server buffer unbounded output.
 pub const FLUSH_THRESHOLD: usize = 16 * 1024;
 
+/// How long a [`Deferred`] action waits for the client's next input at most.
+pub const DEFER_LIMIT: Duration = Duration::from_millis(2);
+
+/// Work that should not delay the reply just queued: it runs once the client has sent more
+/// input (by then that reply is on the wire), after [`DEFER_LIMIT`] without input, or when it is
+/// dropped (the session ended), whichever comes first. It always runs exactly once.
+pub struct Deferred(Option<Box<dyn FnOnce() + Send + Sync>>);
+
+impl Deferred {
+    pub fn new(work: impl FnOnce() + Send + Sync + 'static) -> Deferred {
+        Deferred(Some(Box::new(work)))
+    }
+}
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        if let Some(work) = self.0.take() {
+            work();
+        }
+    }
+}
+
 /// Why the session cannot go on reading or writing.
 #[derive(Debug)]
 pub enum IoError {
@@ -126,6 +148,10 @@ pub struct SmtpIo<S> {
     output: Vec<u8>,
     timeout: Duration,
     shutdown: Option<watch::Receiver<bool>>,
+    /// Runs at the next input (see [`SmtpIo::defer`]).
+    deferred: Option<Deferred>,
+    /// [`DEFER_LIMIT`], changed only by tests.
+    defer_limit: Duration,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> SmtpIo<S> {
@@ -137,7 +163,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpIo<S> {
             output: Vec::with_capacity(1024),
             timeout,
             shutdown,
+            deferred: None,
+            defer_limit: DEFER_LIMIT,
         }
+    }
+
+    /// Runs `work` once the client has sent more input, after [`DEFER_LIMIT`], or when the
+    /// session ends, whichever comes first. A second deferral runs the first one now.
+    ///
+    /// smtpd hands a new message to the queue manager this way: on the same worker thread the
+    /// manager's work would otherwise run before the session notices the client's next command,
+    /// delaying that reply; a moment later it overlaps with the client reading the reply.
+    pub fn defer(&mut self, work: Deferred) {
+        self.deferred = Some(work);
     }
 
     /// Input received but not yet used.
@@ -190,14 +228,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpIo<S> {
         }
         // Read into spare capacity (no zero-filling); the buffer only grows by what arrives.
         self.input.reserve(READ_CHUNK);
+        let mut deferred = self.deferred.take();
         let result = {
             let read = tokio::time::timeout(self.timeout, self.stream.read_buf(&mut self.input));
-            let shutdown = self.shutdown.as_mut().filter(|_| interruptible);
-            tokio::select! {
-                r = read => Some(r),
-                () = wait_shutdown(shutdown) => None,
+            tokio::pin!(read);
+            let mut shutdown = self.shutdown.as_mut().filter(|_| interruptible);
+            // Created at its first poll: a read without deferred work sets no timer.
+            let limit = async { tokio::time::sleep(self.defer_limit).await };
+            tokio::pin!(limit);
+            loop {
+                tokio::select! {
+                    biased;
+                    r = &mut read => break Some(r),
+                    () = wait_shutdown(shutdown.as_deref_mut()) => break None,
+                    () = &mut limit, if deferred.is_some() => drop(deferred.take()),
+                }
             }
         };
+        drop(deferred);
         match result {
             Some(Ok(Ok(n))) if n > 0 => Ok(()),
             Some(Ok(_)) => Err(IoError::Lost),
@@ -310,4 +358,97 @@ async fn wait_shutdown(rx: Option<&mut watch::Receiver<bool>>) {
         }
     }
     std::future::pending::<()>().await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    fn counter() -> (Arc<AtomicUsize>, impl Fn() -> Deferred) {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let r = runs.clone();
+        let make = move || {
+            let r = r.clone();
+            Deferred::new(move || {
+                r.fetch_add(1, Ordering::SeqCst);
+            })
+        };
+        (runs, make)
+    }
+
+    #[tokio::test]
+    async fn deferred_work_waits_for_the_clients_next_input() {
+        let (server, mut client) = tokio::io::duplex(1024);
+        let mut io = SmtpIo::new(server, Duration::from_secs(300), None);
+        // A limit that cannot pass during the test: only input can run the work.
+        io.defer_limit = Duration::from_secs(3600);
+        let (runs, deferred) = counter();
+        io.defer(deferred());
+        let (filled, ()) = tokio::join!(io.fill(false), async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(runs.load(Ordering::SeqCst), 0, "ran before any input");
+            client.write_all(b"QUIT\r\n").await.unwrap();
+        });
+        assert!(filled.is_ok());
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert_eq!(io.pending(), b"QUIT\r\n");
+        // Done once: the next read runs nothing.
+        client.write_all(b"NOOP\r\n").await.unwrap();
+        io.fill(false).await.unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn deferred_work_runs_when_the_client_stays_silent() {
+        let (server, mut client) = tokio::io::duplex(1024);
+        let mut io = SmtpIo::new(server, Duration::from_secs(300), None);
+        let (runs, deferred) = counter();
+        io.defer(deferred());
+        let (filled, ()) = tokio::join!(io.fill(false), async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while runs.load(Ordering::SeqCst) == 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            assert_eq!(runs.load(Ordering::SeqCst), 1, "not run after the limit");
+            client.write_all(b"QUIT\r\n").await.unwrap();
+        });
+        assert!(filled.is_ok());
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn deferred_work_runs_when_the_session_ends_or_is_replaced() {
+        let (server, _client) = tokio::io::duplex(1024);
+        let mut io = SmtpIo::new(server, Duration::from_secs(300), None);
+        let (runs, deferred) = counter();
+        io.defer(deferred());
+        io.defer(deferred());
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "a second deferral runs the first"
+        );
+        drop(io);
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "ending the session runs the rest"
+        );
+    }
+
+    #[tokio::test]
+    async fn deferred_work_runs_when_the_client_vanishes() {
+        let (server, client) = tokio::io::duplex(1024);
+        let mut io = SmtpIo::new(server, Duration::from_secs(300), None);
+        let (runs, deferred) = counter();
+        io.defer(deferred());
+        drop(client);
+        assert!(matches!(io.fill(false).await, Err(IoError::Lost)));
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
 }

@@ -184,6 +184,9 @@ pub async fn serve(
                 }
             }
         };
+        // Ended sessions are reaped here rather than by waiting on the set: a wake-up of this
+        // task at the end of every session would cost more than the session's last reply.
+        while sessions.try_join_next().is_some() {}
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.changed() => continue,
@@ -191,7 +194,6 @@ pub async fn serve(
                 config_open = r.is_ok();
                 continue;
             }
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
