@@ -26,6 +26,8 @@ import threading
 import time
 from pathlib import Path
 
+import ceiling  # bench/ceiling.py, next to this file
+
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -775,6 +777,8 @@ def parse_args() -> argparse.Namespace:
                    help="give up when no delivery happened for this many seconds after smtp-source ended")
     p.add_argument("--sample-interval", type=float, default=0.05, help="memory sampling period, s (0.05)")
     p.add_argument("--smtp-source", default=shutil.which("smtp-source") or "/usr/sbin/smtp-source")
+    p.add_argument("--no-ceiling", action="store_true",
+                   help="with C=1, do not measure the ceiling (smtp-sink plus one fdatasync; bench/ceiling.py)")
     return p.parse_args()
 
 
@@ -855,6 +859,11 @@ def main() -> int:
         if not results:
             return 130
     summary = report(results, levels, args)
+    if 1 in levels and not args.no_ceiling:
+        rate = {r["system"]: r.get("delivered_rate") for r in results if r["concurrency"] == 1}
+        summary["ceiling_c1"] = ceiling.measure(args.smtp_source, args.tmpdir, args.messages, args.size)
+        print("\nC=1 ceiling (round trips of a server that stores nothing, plus one durable write)")
+        print("\n".join(ceiling.describe(summary["ceiling_c1"], rate.get("postfix"), rate.get("postern"))))
     for r in results:
         for ex in r.get("log", {}).get("warning_examples", [])[:3]:
             print(f"  [{r['system']} C={r['concurrency']}] {ex}")
