@@ -151,7 +151,8 @@ fn deliver_as(
             // Linked, not renamed: the tmp name is still there.
             let _ = fs::remove_file(&tmp);
         }
-        sync_dir(&dir.join("new"))
+        // Shared with concurrent deliveries into the same Maildir (see `dirsync`).
+        super::dirsync::sync(&dir.join("new"))
     });
     if result.is_err() {
         // Not durable, so not delivered: the retry must not find a second copy, and a
@@ -188,7 +189,8 @@ fn create_tmp(dir: &Path, tmp: &Path) -> io::Result<File> {
 /// Writes the file completely under `tmp/`, moves it into `new/`, then fsyncs it. Readers only
 /// ever see complete files in `new/` (the write finished before the move), and fsyncing after
 /// the move lets a journaling file system commit data, inode and directory entry in one
-/// transaction; the caller's fsync of `new/` then finds nothing left to commit. Returns true
+/// transaction; the caller's fsync of `new/` (shared by deliveries running at the same time)
+/// then finds nothing left to commit. Returns true
 /// when the file was hard-linked (the tmp name still exists), false when it was renamed;
 /// `published` is set once the file is in `new/`.
 fn write_and_publish(

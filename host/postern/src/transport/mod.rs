@@ -20,6 +20,7 @@ use crate::queue::Envelope;
 
 pub mod after_queue;
 pub mod alias;
+mod dirsync;
 pub mod discard;
 pub mod error;
 pub mod file;
