@@ -36,7 +36,8 @@ pub fn unique_name(hostname: &str) -> String {
 /// Creates `dir` and its `tmp`, `new`, `cur` subdirectories (mode 0700: a mailbox is private).
 /// When anything was created, the parents are `fsync`ed so the directory entries are durable.
 pub fn ensure(dir: &Path) -> io::Result<()> {
-    let subdirs = ["tmp", "new", "cur"].map(|s| dir.join(s));
+    // `tmp` last: a delivery that finds `tmp/` (and so skips this) must find `new/` too.
+    let subdirs = ["new", "cur", "tmp"].map(|s| dir.join(s));
     if subdirs.iter().all(|d| d.is_dir()) {
         return Ok(());
     }
@@ -147,7 +148,7 @@ fn deliver_as(
     let (mut created, mut published) = (false, false);
     let result = create_tmp(dir, &tmp).and_then(|f| {
         created = true;
-        if write_and_publish(f, &tmp, &new, &data, written, &mut published)? {
+        if write_and_publish(f, dir, name, &data, written, &mut published)? {
             // Linked, not renamed: the tmp name is still there.
             let _ = fs::remove_file(&tmp);
         }
@@ -195,14 +196,22 @@ fn create_tmp(dir: &Path, tmp: &Path) -> io::Result<File> {
 /// `published` is set once the file is in `new/`.
 fn write_and_publish(
     mut f: File,
-    tmp: &Path,
-    new: &Path,
+    dir: &Path,
+    name: &str,
     data: &[u8],
     written: &mut dyn FnMut(),
     published: &mut bool,
 ) -> io::Result<bool> {
+    let (tmp, new) = (dir.join("tmp").join(name), dir.join("new").join(name));
     f.write_all(data)?;
-    let linked = publish(tmp, new)?;
+    let linked = match publish(&tmp, &new) {
+        // `new/` is missing: a Maildir made by hand or another program with `tmp/` only.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            ensure(dir)?;
+            publish(&tmp, &new)?
+        }
+        other => other?,
+    };
     *published = true;
     written();
     f.sync_all()?;
@@ -335,6 +344,50 @@ mod tests {
             assert!(!tmp.exists(), "renamed: the tmp name is gone");
         }
         assert_eq!(fs::read(&new).expect("read"), b"second");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A Maildir with `tmp/` but no `new/` (made by hand, or by another program) is completed
+    /// instead of failing the delivery.
+    #[test]
+    fn a_maildir_without_new_is_completed() {
+        let dir = std::env::temp_dir().join(format!(
+            "postern-maildir-partial-{}-{}",
+            std::process::id(),
+            crate::time::now_micros()
+        ));
+        fs::create_dir_all(dir.join("tmp")).expect("tmp");
+        let path = deliver(&dir, "h", b"", b"x\r\n", &mut || {}).expect("delivered");
+        assert_eq!(fs::read(&path).expect("read"), b"x\n");
+        assert!(dir.join("cur").is_dir());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// The first deliveries into a Maildir that does not exist yet, all at once: every one
+    /// succeeds, whichever creates the directories.
+    #[test]
+    fn concurrent_first_deliveries_all_succeed() {
+        let dir = std::env::temp_dir().join(format!(
+            "postern-maildir-race-{}-{}",
+            std::process::id(),
+            crate::time::now_micros()
+        ));
+        let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (dir, start) = (dir.join("bob"), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    (0..5)
+                        .map(|_| deliver(&dir, "h", b"", b"x\r\n", &mut || {}).map(|_| ()))
+                        .collect::<io::Result<Vec<()>>>()
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("join").expect("every delivery succeeds");
+        }
+        assert_eq!(fs::read_dir(dir.join("bob/new")).expect("new").count(), 40);
         let _ = fs::remove_dir_all(&dir);
     }
 
