@@ -57,17 +57,14 @@ fn mail_is_delivered_while_the_client_keeps_the_session_open() {
     let server = Server::start("");
     let mut s = server.connect();
     s.ehlo("client.example.org");
-    s.mail_from("sender@example.org", "250 2.1.0");
-    s.rcpt_to("user@localhost", "250 2.1.5");
-    s.data(&message("idle-1"), "250 2.0.0 Ok: queued as ");
-    let mail = server.wait_for_mail("user", 1, Duration::from_secs(10));
-    assert_eq!(mail.len(), 1, "log:\n{}", server.log());
-    // A second transaction on the same session, again followed by silence.
-    s.mail_from("sender@example.org", "250 2.1.0");
-    s.rcpt_to("user@localhost", "250 2.1.5");
-    s.data(&message("idle-2"), "250 2.0.0 Ok: queued as ");
-    let mail = server.wait_for_mail("user", 2, Duration::from_secs(10));
-    assert_eq!(mail.len(), 2, "log:\n{}", server.log());
+    // Two transactions on the same session, each followed by silence.
+    for n in 1..=2 {
+        s.mail_from("sender@example.org", "250 2.1.0");
+        s.rcpt_to("user@localhost", "250 2.1.5");
+        s.data(&message(&format!("idle-{n}")), "250 2.0.0 Ok: queued as ");
+        let mail = server.wait_for_mail("user", n, Duration::from_secs(10));
+        assert_eq!(mail.len(), n, "log:\n{}", server.log());
+    }
     s.cmd("QUIT", "221 2.0.0");
 }
 

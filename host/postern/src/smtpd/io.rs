@@ -369,7 +369,18 @@ mod tests {
 
     use super::*;
 
-    fn counter() -> (Arc<AtomicUsize>, impl Fn() -> Deferred) {
+    type Io = SmtpIo<tokio::io::DuplexStream>;
+
+    /// A session's I/O over an in-memory connection with one piece of work deferred, the
+    /// client's end, how often deferred work has run, and a maker of more such work.
+    fn deferring() -> (
+        Io,
+        tokio::io::DuplexStream,
+        Arc<AtomicUsize>,
+        impl Fn() -> Deferred,
+    ) {
+        let (server, client) = tokio::io::duplex(1024);
+        let mut io = SmtpIo::new(server, Duration::from_secs(300), None);
         let runs = Arc::new(AtomicUsize::new(0));
         let r = runs.clone();
         let make = move || {
@@ -378,17 +389,15 @@ mod tests {
                 r.fetch_add(1, Ordering::SeqCst);
             })
         };
-        (runs, make)
+        io.defer(make());
+        (io, client, runs, make)
     }
 
     #[tokio::test]
     async fn deferred_work_waits_for_the_clients_next_input() {
-        let (server, mut client) = tokio::io::duplex(1024);
-        let mut io = SmtpIo::new(server, Duration::from_secs(300), None);
+        let (mut io, mut client, runs, _) = deferring();
         // A limit that cannot pass during the test: only input can run the work.
         io.defer_limit = Duration::from_secs(3600);
-        let (runs, deferred) = counter();
-        io.defer(deferred());
         let (filled, ()) = tokio::join!(io.fill(false), async {
             tokio::time::sleep(Duration::from_millis(20)).await;
             assert_eq!(runs.load(Ordering::SeqCst), 0, "ran before any input");
@@ -405,10 +414,7 @@ mod tests {
 
     #[tokio::test]
     async fn deferred_work_runs_when_the_client_stays_silent() {
-        let (server, mut client) = tokio::io::duplex(1024);
-        let mut io = SmtpIo::new(server, Duration::from_secs(300), None);
-        let (runs, deferred) = counter();
-        io.defer(deferred());
+        let (mut io, mut client, runs, _) = deferring();
         let (filled, ()) = tokio::join!(io.fill(false), async {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
             while runs.load(Ordering::SeqCst) == 0 && tokio::time::Instant::now() < deadline {
@@ -423,10 +429,7 @@ mod tests {
 
     #[tokio::test]
     async fn deferred_work_runs_when_the_session_ends_or_is_replaced() {
-        let (server, _client) = tokio::io::duplex(1024);
-        let mut io = SmtpIo::new(server, Duration::from_secs(300), None);
-        let (runs, deferred) = counter();
-        io.defer(deferred());
+        let (mut io, _client, runs, deferred) = deferring();
         io.defer(deferred());
         assert_eq!(
             runs.load(Ordering::SeqCst),
@@ -443,10 +446,7 @@ mod tests {
 
     #[tokio::test]
     async fn deferred_work_runs_when_the_client_vanishes() {
-        let (server, client) = tokio::io::duplex(1024);
-        let mut io = SmtpIo::new(server, Duration::from_secs(300), None);
-        let (runs, deferred) = counter();
-        io.defer(deferred());
+        let (mut io, client, runs, _) = deferring();
         drop(client);
         assert!(matches!(io.fill(false).await, Err(IoError::Lost)));
         assert_eq!(runs.load(Ordering::SeqCst), 1);

@@ -110,94 +110,66 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
-    /// Callers arriving while a sync runs share the next one: never the one already running
-    /// (it may have started before their change).
-    #[test]
-    fn callers_during_a_sync_share_the_next_one() {
+    /// Holds a first caller inside its fsync until `waiters` more callers have asked, then lets
+    /// it finish. Every fsync after the first returns `later()`. Returns the waiters' results
+    /// and how many fsyncs ran in all.
+    fn during_a_sync(
+        waiters: usize,
+        later: fn() -> io::Result<()>,
+    ) -> (Vec<io::Result<()>>, usize) {
         let rounds = Arc::new(Rounds::default());
         let calls = Arc::new(AtomicUsize::new(0));
         let (started, release) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
         let fsync = {
             let (calls, started, release) = (calls.clone(), started.clone(), release.clone());
             Arc::new(move || {
-                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                    started.wait();
-                    release.wait();
+                if calls.fetch_add(1, Ordering::SeqCst) > 0 {
+                    return later();
                 }
+                started.wait();
+                release.wait();
                 Ok(())
             })
         };
-        let spawn = |f: Arc<dyn Fn() -> io::Result<()> + Send + Sync>| {
-            let rounds = rounds.clone();
-            std::thread::spawn(move || rounds.sync(|| f()))
+        let spawn = || {
+            let (rounds, fsync) = (rounds.clone(), fsync.clone());
+            std::thread::spawn(move || rounds.sync(|| fsync()))
         };
-        let first = spawn(fsync.clone());
+        let first = spawn();
         started.wait();
-        let waiters: Vec<_> = (0..4).map(|_| spawn(fsync.clone())).collect();
-        while lock(&rounds.state).asked < 5 {
+        let others: Vec<_> = (0..waiters).map(|_| spawn()).collect();
+        while lock(&rounds.state).asked < 1 + waiters as u64 {
             std::thread::sleep(Duration::from_millis(1));
         }
         release.wait();
         assert!(first.join().expect("join").is_ok());
-        for w in waiters {
-            assert!(w.join().expect("join").is_ok());
-        }
-        assert_eq!(
-            calls.load(Ordering::SeqCst),
-            2,
-            "one more fsync for the four waiters"
-        );
-    }
-
-    /// Two callers ask while a sync runs; the next round fails and both get its error, from
-    /// one fsync between them.
-    #[test]
-    fn a_failed_sync_fails_everyone_it_covered() {
-        let rounds = Arc::new(Rounds::default());
-        let calls = Arc::new(AtomicUsize::new(0));
-        let (started, release) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
-        // The first call succeeds once released; any later call fails.
-        let fsync = {
-            let (calls, started, release) = (calls.clone(), started.clone(), release.clone());
-            move || {
-                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                    started.wait();
-                    release.wait();
-                    Ok(())
-                } else {
-                    Err(io::Error::from_raw_os_error(libc::EIO))
-                }
-            }
-        };
-        let fsync = Arc::new(fsync);
-        let spawn = |rounds: Arc<Rounds>, f: Arc<dyn Fn() -> io::Result<()> + Send + Sync>| {
-            std::thread::spawn(move || rounds.sync(|| f()))
-        };
-        let first = spawn(rounds.clone(), fsync.clone());
-        started.wait();
-        let waiters = [
-            spawn(rounds.clone(), fsync.clone()),
-            spawn(rounds.clone(), fsync.clone()),
-        ];
-        while lock(&rounds.state).asked < 3 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        release.wait();
-        assert!(first.join().expect("join").is_ok());
-        for w in waiters {
-            let err = w
-                .join()
-                .expect("join")
-                .expect_err("covered by the failed round");
-            assert_eq!(err.raw_os_error(), Some(libc::EIO));
-        }
-        assert_eq!(
-            calls.load(Ordering::SeqCst),
-            2,
-            "the waiters shared one fsync"
-        );
+        let results = others
+            .into_iter()
+            .map(|t| t.join().expect("join"))
+            .collect();
         // A later caller gets a round of its own.
         assert!(rounds.sync(|| Ok(())).is_ok());
+        (results, calls.load(Ordering::SeqCst))
+    }
+
+    /// Callers arriving while a sync runs share the next one: never the one already running
+    /// (it may have started before their change).
+    #[test]
+    fn callers_during_a_sync_share_the_next_one() {
+        let (results, calls) = during_a_sync(4, || Ok(()));
+        assert!(results.iter().all(|r| r.is_ok()));
+        assert_eq!(calls, 2, "one more fsync for the four waiters");
+    }
+
+    /// The round after the first fails: both callers it covered get its error.
+    #[test]
+    fn a_failed_sync_fails_everyone_it_covered() {
+        let (results, calls) = during_a_sync(2, || Err(io::Error::from_raw_os_error(libc::EIO)));
+        for r in results {
+            let err = r.expect_err("covered by the failed round");
+            assert_eq!(err.raw_os_error(), Some(libc::EIO));
+        }
+        assert_eq!(calls, 2, "the waiters shared one fsync");
     }
 
     #[test]

@@ -281,6 +281,15 @@ fn rename_noreplace(_from: &Path, _to: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    /// A fresh directory path under the system's temporary directory (not created).
+    fn scratch(tag: &str) -> PathBuf {
+        std::env::temp_dir().join(format!(
+            "postern-maildir-{tag}-{}-{}",
+            std::process::id(),
+            crate::time::now_micros()
+        ))
+    }
+
     #[test]
     fn names_are_unique_and_safe() {
         let a = unique_name("mail/host:1");
@@ -299,11 +308,7 @@ mod tests {
 
     #[test]
     fn delivery_lands_in_new() {
-        let dir = std::env::temp_dir().join(format!(
-            "postern-maildir-{}-{}",
-            std::process::id(),
-            crate::time::now_micros()
-        ));
+        let dir = scratch("plain");
         let md = dir.join("bob");
         let mut written = 0;
         let path = deliver(
@@ -327,11 +332,7 @@ mod tests {
 
     #[test]
     fn an_existing_message_is_never_replaced() {
-        let dir = std::env::temp_dir().join(format!(
-            "postern-maildir-clash-{}-{}",
-            std::process::id(),
-            crate::time::now_micros()
-        ));
+        let dir = scratch("clash");
         ensure(&dir).expect("maildir");
         let (tmp, new) = (dir.join("tmp/x"), dir.join("new/x"));
         fs::write(&new, b"first").expect("write");
@@ -351,11 +352,7 @@ mod tests {
     /// instead of failing the delivery.
     #[test]
     fn a_maildir_without_new_is_completed() {
-        let dir = std::env::temp_dir().join(format!(
-            "postern-maildir-partial-{}-{}",
-            std::process::id(),
-            crate::time::now_micros()
-        ));
+        let dir = scratch("partial");
         fs::create_dir_all(dir.join("tmp")).expect("tmp");
         let path = deliver(&dir, "h", b"", b"x\r\n", &mut || {}).expect("delivered");
         assert_eq!(fs::read(&path).expect("read"), b"x\n");
@@ -367,11 +364,7 @@ mod tests {
     /// succeeds, whichever creates the directories.
     #[test]
     fn concurrent_first_deliveries_all_succeed() {
-        let dir = std::env::temp_dir().join(format!(
-            "postern-maildir-race-{}-{}",
-            std::process::id(),
-            crate::time::now_micros()
-        ));
+        let dir = scratch("race");
         let start = std::sync::Arc::new(std::sync::Barrier::new(8));
         let threads: Vec<_> = (0..8)
             .map(|_| {
@@ -395,11 +388,7 @@ mod tests {
     /// is in `new/` (a delivered message) or in `tmp/` (a delivery still writing).
     #[test]
     fn a_failed_delivery_removes_only_its_own_files() {
-        let dir = std::env::temp_dir().join(format!(
-            "postern-maildir-own-{}-{}",
-            std::process::id(),
-            crate::time::now_micros()
-        ));
+        let dir = scratch("own");
         ensure(&dir).expect("maildir");
         fs::write(dir.join("new/taken"), b"delivered").expect("write");
         let err = deliver_as(&dir, "taken", b"", b"x\r\n", &mut || {}).expect_err("clash");
