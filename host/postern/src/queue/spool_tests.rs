@@ -82,23 +82,28 @@ fn files_not_marked_complete_are_not_mail() {
     let _ = fs::remove_dir_all(&root);
 }
 
-#[test]
-fn pool_files_are_durable_before_they_are_offered_and_come_back_unused() {
-    let root = tempdir("pool");
+/// A spool with its pool filler running, and the first reservation that is a pre-created file.
+fn pooled(tag: &str) -> (PathBuf, Spool, Reservation) {
+    let root = tempdir(tag);
     let spool = Spool::open(&root).expect("open");
     spool.start_pool();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let first = loop {
+    loop {
         let r = spool.reserve();
         if spool.path(QueueDir::Incoming, r.id()).exists() {
-            break r;
+            return (root, spool, r);
         }
         assert!(
             std::time::Instant::now() < deadline,
             "the filler made no files"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    }
+}
+
+#[test]
+fn pool_files_are_durable_before_they_are_offered_and_come_back_unused() {
+    let (root, spool, first) = pooled("pool");
     let path = spool.path(QueueDir::Incoming, first.id());
     let mode = fs::metadata(&path).expect("stat").permissions().mode();
     assert_eq!(mode & 0o777, MODE_INCOMPLETE, "an offered file is not mail");
@@ -253,20 +258,7 @@ fn a_crash_that_lost_the_mode_change_loses_no_mail() {
 
 #[test]
 fn the_daemon_recycles_finished_files_straight_into_the_pool() {
-    let root = tempdir("recycle");
-    let spool = Spool::open(&root).expect("open");
-    spool.start_pool();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !spool
-        .path(QueueDir::Incoming, spool.reserve().id())
-        .exists()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the filler made no files"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let (root, spool, _) = pooled("recycle");
     let env = one_rcpt(QueueId::generate());
     spool
         .store(QueueDir::Active, &env, b"done\r\n")
@@ -289,6 +281,7 @@ fn the_daemon_recycles_finished_files_straight_into_the_pool() {
         "not mail"
     );
     // The filler makes its name durable within its next round and then offers it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while spool.pool.unsynced_len() > 0 {
         assert!(std::time::Instant::now() < deadline, "never offered");
         std::thread::sleep(std::time::Duration::from_millis(20));

@@ -148,7 +148,7 @@ fn deliver_as(
     let (mut created, mut published) = (false, false);
     let result = create_tmp(dir, &tmp).and_then(|f| {
         created = true;
-        if write_and_publish(f, dir, name, &data, written, &mut published)? {
+        if write_and_publish(f, dir, (&tmp, &new), &data, written, &mut published)? {
             // Linked, not renamed: the tmp name is still there.
             let _ = fs::remove_file(&tmp);
         }
@@ -191,24 +191,23 @@ fn create_tmp(dir: &Path, tmp: &Path) -> io::Result<File> {
 /// ever see complete files in `new/` (the write finished before the move), and fsyncing after
 /// the move lets a journaling file system commit data, inode and directory entry in one
 /// transaction; the caller's fsync of `new/` (shared by deliveries running at the same time)
-/// then finds nothing left to commit. Returns true
-/// when the file was hard-linked (the tmp name still exists), false when it was renamed;
-/// `published` is set once the file is in `new/`.
+/// then finds nothing left to commit. A Maildir without `new/` is completed first (see
+/// [`ensure`]). Returns true when the file was hard-linked (the tmp name still exists), false
+/// when it was renamed; `published` is set once the file is in `new/`.
 fn write_and_publish(
     mut f: File,
     dir: &Path,
-    name: &str,
+    (tmp, new): (&Path, &Path),
     data: &[u8],
     written: &mut dyn FnMut(),
     published: &mut bool,
 ) -> io::Result<bool> {
-    let (tmp, new) = (dir.join("tmp").join(name), dir.join("new").join(name));
     f.write_all(data)?;
-    let linked = match publish(&tmp, &new) {
+    let linked = match publish(tmp, new) {
         // `new/` is missing: a Maildir made by hand or another program with `tmp/` only.
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             ensure(dir)?;
-            publish(&tmp, &new)?
+            publish(tmp, new)?
         }
         other => other?,
     };
