@@ -176,7 +176,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--variants", default="50k,10rcpt",
                    help="extra cells at the highest concurrency: 50k (50 KiB body), 10rcpt (10 recipients); "
                         "'none' for none (50k,10rcpt)")
-    p.add_argument("--repeat", type=int, default=1, help="runs per cell; the median is reported (1)")
+    p.add_argument("--repeat", type=int, default=1, help="rounds per cell, the systems alternating; each system's median run is reported (1)")
     p.add_argument("--skip-postfix", action="store_true")
     p.add_argument("--skip-postern", action="store_true")
     p.add_argument("--keep", action="store_true", help="keep the work directories")
@@ -210,6 +210,10 @@ def main() -> int:
             print(f"{args.postern} does not exist; cargo build --release -p postern", file=sys.stderr)
             return 2
         args.postern = args.postern.resolve()
+        stale = base.newer_sources(args.postern.stat().st_mtime)
+        if stale:
+            print(f"WARNING: {args.postern} is older than {len(stale)} source file(s) ({', '.join(stale[:3])}): "
+                  "it may not be this tree's code; rebuild it", file=sys.stderr)
         systems.append(relaying(base.Postern))
     args.postfix_version = None
     if not args.skip_postfix:
@@ -233,9 +237,10 @@ def main() -> int:
     results = []
     try:
         for conc, size, rcpts in cells:
-            for kind in systems:
-                runs = []
-                for i in range(args.repeat):
+            # The systems alternate round by round, as in bench/run.py.
+            runs: dict[str, list[dict]] = {kind.name: [] for kind in systems}
+            for i in range(args.repeat):
+                for kind in systems:
                     sink = Sink(args.smtp_sink)
                     try:
                         args.sink_port, args.size, args.rcpts = sink.port, size, rcpts
@@ -246,11 +251,10 @@ def main() -> int:
                     finally:
                         sink.stop()
                     r["cell"] = cell_name(size, rcpts)
-                    runs.append(r)
+                    runs[kind.name].append(r)
                     print(": " + (f"error: {r['error'].splitlines()[0][:120]}" if r.get("error") else
                                   f"{r['delivered']}/{r['messages']} relayed in {r['delivered_seconds']} s"), flush=True)
-                ok = sorted((r for r in runs if not r.get("error")), key=lambda r: r.get("delivered_rate", 0.0)) or runs
-                results.append(ok[(len(ok) - 1) // 2])
+            results.extend(base.median_run(runs[kind.name]) for kind in systems)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         base.stop_all()

@@ -662,6 +662,36 @@ def fmt(v, spec: str = ".1f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def newer_sources(built: float) -> list[str]:
+    """The repository's sources changed after a binary built at `built` (an mtime): Rust files,
+    manifests and the lock file under host/ and wit/. An empty list for a binary at least as new."""
+    found = []
+    for pattern in ("host/**/*.rs", "host/**/Cargo.toml", "wit/**/*.wit", "Cargo.lock", "Cargo.toml"):
+        for f in REPO.glob(pattern):
+            if "target" not in f.parts and f.stat().st_mtime > built:
+                found.append(str(f.relative_to(REPO)))
+    return sorted(found)
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median delivered rate (the lower middle one of an even count); failed
+    runs count only when every run failed."""
+    ok = [r for r in runs if not r.get("error")] or runs
+    ok.sort(key=lambda r: r.get("delivered_rate", 0.0))
+    chosen = ok[(len(ok) - 1) // 2]
+    if len(runs) > 1:
+        chosen["all_delivered_rates"] = [r.get("delivered_rate") for r in runs]
+        chosen["median_of"] = len(runs)
+    return chosen
+
+
+def round_ratios(postern: list[dict], postfix: list[dict]) -> list[float | None]:
+    """Postern's delivered rate over Postfix's, round by round (the two ran back to back)."""
+    return [ratio(a.get("delivered_rate"), b.get("delivered_rate"))
+            if not a.get("error") and not b.get("error") else None
+            for a, b in zip(postern, postfix)]
+
+
 def report(results: list[dict], levels: list[int], args: argparse.Namespace) -> dict:
     summary: dict = {"levels": {}}
     for conc in levels:
@@ -706,6 +736,10 @@ def report(results: list[dict], levels: list[int], args: argparse.Namespace) -> 
             print(f"  postern/postfix: delivered {fmt(lvl['delivered_ratio'], '.2f')}x, "
                   f"accepted {fmt(lvl['accepted_ratio'], '.2f')}x, CPU {fmt(lvl['cpu_ratio'], '.2f')}x, "
                   f"peak RSS {fmt(lvl['rss_ratio'], '.2f')}x")
+            if pe.get("round_ratios"):
+                lvl["round_ratios"] = pe["round_ratios"]
+                print("  delivered ratio round by round: "
+                      + ", ".join(f"{fmt(x, '.2f')}x" for x in pe["round_ratios"]))
         summary["levels"][conc] = lvl
 
     print("\nTargets")
@@ -797,6 +831,7 @@ def main() -> int:
         args.postern = args.postern.resolve()
         args.postern_built = datetime.datetime.fromtimestamp(
             args.postern.stat().st_mtime, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        args.postern_stale = newer_sources(args.postern.stat().st_mtime)
         systems.append(Postern)
     args.postfix_version = None
     if not args.skip_postfix:
@@ -830,29 +865,33 @@ def main() -> int:
     print(f"  work dirs on {info['filesystem']}")
     print(f"  postern {info.get('postern_binary', '-')}; postfix {info['postfix_version'] or '-'}")
     print(f"  command: python3 bench/run.py {' '.join(sys.argv[1:])}".rstrip())
+    if Postern in systems and args.postern_stale:
+        info["postern_stale"] = args.postern_stale
+        print(f"  WARNING: {args.postern} is older than {len(args.postern_stale)} source file(s) "
+              f"({', '.join(args.postern_stale[:3])}): it may not be this tree's code; rebuild it")
     if "tmpfs" in info["filesystem"]:
         print("  warning: the work directory is on tmpfs, where fsync costs nothing; use --tmpdir on a disk")
 
     results: list[dict] = []
     try:
         for conc in levels:
-            for kind in systems:
-                runs = []
-                for i in range(args.repeat):
+            # Rounds alternate the systems (Postern, Postfix, Postern, ...) so that a machine
+            # that drifts during the cell (another tenant, a file system that ages) weighs on
+            # both alike; each round's pair also gives a ratio of its own.
+            runs: dict[str, list[dict]] = {kind.name: [] for kind in systems}
+            for i in range(args.repeat):
+                for kind in systems:
                     print(f"  running {kind.name} C={conc}" + (f" ({i + 1}/{args.repeat})" if args.repeat > 1 else ""),
                           end="", flush=True)
                     r = run_one(kind, conc, args)
-                    runs.append(r)
+                    runs[kind.name].append(r)
                     state = (f"error: {r['error'].splitlines()[0][:160]}" if r.get("error") else
                              f"{r['delivered']}/{r['messages']} delivered in {r['delivered_seconds']} s")
                     print(f": {state}", flush=True)
-                ok = [r for r in runs if not r.get("error")] or runs
-                ok.sort(key=lambda r: r.get("delivered_rate", 0.0))
-                chosen = ok[(len(ok) - 1) // 2]
-                if len(runs) > 1:
-                    chosen["all_delivered_rates"] = [r.get("delivered_rate") for r in runs]
-                    chosen["median_of"] = len(runs)
-                results.append(chosen)
+            chosen = {kind.name: median_run(runs[kind.name]) for kind in systems}
+            if len(chosen) == 2 and args.repeat > 1:
+                chosen["postern"]["round_ratios"] = round_ratios(runs["postern"], runs["postfix"])
+            results.extend(chosen.values())
     except KeyboardInterrupt:
         print("\ninterrupted; stopping servers", file=sys.stderr)
         stop_all()
