@@ -210,10 +210,9 @@ def main() -> int:
             print(f"{args.postern} does not exist; cargo build --release -p postern", file=sys.stderr)
             return 2
         args.postern = args.postern.resolve()
-        stale = base.newer_sources(args.postern.stat().st_mtime)
-        if stale:
-            print(f"WARNING: {args.postern} is older than {len(stale)} source file(s) ({', '.join(stale[:3])}): "
-                  "it may not be this tree's code; rebuild it", file=sys.stderr)
+        warning = base.stale_warning(args.postern, base.newer_sources(args.postern.stat().st_mtime))
+        if warning:
+            print(warning, file=sys.stderr)
         systems.append(relaying(base.Postern))
     args.postfix_version = None
     if not args.skip_postfix:

@@ -673,6 +673,14 @@ def newer_sources(built: float) -> list[str]:
     return sorted(found)
 
 
+def stale_warning(binary: Path, stale: list[str]) -> str | None:
+    """The warning for a Postern binary older than the sources (`newer_sources`), if any."""
+    if not stale:
+        return None
+    return (f"WARNING: {binary} is older than {len(stale)} source file(s) ({', '.join(stale[:3])}): "
+            "it may not be this tree's code; rebuild it")
+
+
 def median_run(runs: list[dict]) -> dict:
     """The run with the median delivered rate (the lower middle one of an even count); failed
     runs count only when every run failed."""
@@ -829,9 +837,10 @@ def main() -> int:
                   "or pass --postern PATH (or --skip-postern to measure Postfix alone)", file=sys.stderr)
             return 2
         args.postern = args.postern.resolve()
+        built = args.postern.stat().st_mtime
         args.postern_built = datetime.datetime.fromtimestamp(
-            args.postern.stat().st_mtime, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        args.postern_stale = newer_sources(args.postern.stat().st_mtime)
+            built, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        args.postern_stale = newer_sources(built)
         systems.append(Postern)
     args.postfix_version = None
     if not args.skip_postfix:
@@ -867,8 +876,7 @@ def main() -> int:
     print(f"  command: python3 bench/run.py {' '.join(sys.argv[1:])}".rstrip())
     if Postern in systems and args.postern_stale:
         info["postern_stale"] = args.postern_stale
-        print(f"  WARNING: {args.postern} is older than {len(args.postern_stale)} source file(s) "
-              f"({', '.join(args.postern_stale[:3])}): it may not be this tree's code; rebuild it")
+        print("  " + stale_warning(args.postern, args.postern_stale))
     if "tmpfs" in info["filesystem"]:
         print("  warning: the work directory is on tmpfs, where fsync costs nothing; use --tmpdir on a disk")
 
