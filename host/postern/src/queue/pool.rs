@@ -196,7 +196,7 @@ fn filler(weak: Weak<Pool>, root: PathBuf) {
             let cut = st.ready.partition_point(|(_, t)| *t + MAX_AGE < now);
             let stale: Vec<QueueId> = st.ready.drain(..cut).map(|(id, _)| id).collect();
             let recycled = std::mem::take(&mut st.unsynced);
-            let need = TARGET.saturating_sub(st.ready.len() + recycled.len());
+            let need = to_create(st.ready.len(), stale.len(), recycled.len());
             (need, stale, recycled)
         };
         if need == 0 && stale.is_empty() && recycled.is_empty() {
@@ -209,6 +209,12 @@ fn filler(weak: Weak<Pool>, root: PathBuf) {
             st.ready.extend(made.into_iter().map(|id| (id, now)));
         };
     }
+}
+
+/// How many new files bring the pool back to [`TARGET`]: the stale files come back under fresh
+/// names and the recycled ones once their names are durable, so both count as already there.
+fn to_create(ready: usize, stale: usize, recycled: usize) -> usize {
+    TARGET.saturating_sub(ready + stale + recycled)
 }
 
 /// Creates an incomplete pool file with one [`GROW_STEP`](super::spool::GROW_STEP) of zeros,
@@ -266,5 +272,21 @@ fn fill(
             std::thread::sleep(Duration::from_secs(1));
             Vec::new()
         }
+    }
+}
+
+#[cfg(test)]
+mod sizing {
+    use super::{to_create, TARGET};
+
+    #[test]
+    fn renamed_stale_files_are_not_replaced_too() {
+        // A full pool whose files all went stale: renaming them is enough.
+        assert_eq!(to_create(0, TARGET, 0), 0);
+        // Half stale, a quarter recycled, a quarter missing.
+        assert_eq!(to_create(0, TARGET / 2, TARGET / 4), TARGET / 4);
+        assert_eq!(to_create(TARGET / 2, 0, 0), TARGET / 2);
+        // More than the target (files adopted at start) never underflows.
+        assert_eq!(to_create(TARGET, 5, 5), 0);
     }
 }
